@@ -1,0 +1,3 @@
+"""healthcheck package."""
+
+from __future__ import annotations

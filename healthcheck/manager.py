@@ -1,0 +1,194 @@
+"""asyncio driver of ``HealthCore``: one ``loop.call_at`` for the earliest deadline, one future
+per running probe (no task for TCP_CHECK), commands through a bounded ``ProcessLimiter``.
+
+Nothing here blocks the loop: probes are asynchronous, scripts are child processes, the
+callbacks (``on_change``, ``on_fifo``) are plain functions that must return quickly, and due
+probes are started in slices of ``_SLICE`` so that other timers (VRRP adverts in the same loop)
+run between slices even when thousands are due at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+
+import structlog
+
+from healthcheck import process
+from healthcheck.checkers import ProbeContext, ProbeFn, start_probe
+from healthcheck.model import CheckResult, ServerKey, VirtualServerSpec
+from healthcheck.process import ProcessLimiter, ProcessRunner
+from healthcheck.state import (
+    Action,
+    CheckerState,
+    CheckTransition,
+    FifoLine,
+    HealthCore,
+    RunCommand,
+    Snapshot,
+    WeightsChanged,
+)
+
+__all__ = ["CheckerManager", "OnChange"]
+
+log = structlog.get_logger("healthcheck")
+
+_SLICE = 64  # probes started per loop callback
+
+# on_change(vs_key, servers): the complete desired destinations {(addr, port): weight} of one VS.
+OnChange = Callable[[str, Mapping[ServerKey, int]], None]
+
+
+class CheckerManager:
+    """Runs every check of ``virtual_servers`` and reports desired weights through ``on_change``.
+
+    ``runner`` runs MISC_CHECK scripts and notify/quorum commands (default
+    ``healthcheck.process.run``); at most ``max_scripts`` run at once.  ``on_fifo`` receives
+    notify-FIFO lines (without newline).  ``probe`` replaces the real probes (tests).
+    """
+
+    def __init__(
+        self,
+        virtual_servers: Sequence[VirtualServerSpec],
+        *,
+        on_change: OnChange,
+        runner: ProcessRunner | None = None,
+        on_fifo: Callable[[str], None] | None = None,
+        max_scripts: int = 32,
+        command_timeout: float = 30.0,
+        rng: random.Random | None = None,
+        probe: ProbeFn | None = None,
+    ) -> None:
+        self._core = HealthCore(virtual_servers, rng=rng)
+        self._on_change = on_change
+        self._on_fifo = on_fifo
+        self._runner: ProcessRunner = runner or process.run
+        self._limiter = ProcessLimiter(max_scripts)
+        self._command_timeout = command_timeout
+        self._ctx = ProbeContext(run_command=self._limited_run)
+        self._probe: ProbeFn = probe or start_probe
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._inflight: set[asyncio.Future[CheckResult]] = set()
+        self._commands: set[asyncio.Task[None]] = set()
+        self._running = False
+
+    @property
+    def limiter(self) -> ProcessLimiter:
+        return self._limiter
+
+    @property
+    def core(self) -> HealthCore:
+        return self._core
+
+    async def start(self) -> None:
+        """Report the initial desired weights, then schedule the first probes (warmup)."""
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        self._apply(self._core.start(self._loop.time()))
+        self._arm()
+
+    async def stop(self) -> None:
+        """Cancel probes and timers; run omega notifications and wait for running commands."""
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        inflight = list(self._inflight)
+        for fut in inflight:
+            fut.cancel()
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+        self._apply(self._core.stop())
+        if self._commands:
+            await asyncio.gather(*self._commands, return_exceptions=True)
+
+    def snapshot(self) -> Snapshot:
+        return self._core.snapshot()
+
+    def desired(self) -> dict[str, dict[ServerKey, int]]:
+        return self._core.desired()
+
+    # ---- timer
+
+    def _arm(self) -> None:
+        if not self._running or self._loop is None:
+            return
+        at = self._core.next_deadline()
+        if at == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self._loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        loop = self._loop
+        assert loop is not None
+        for state in self._core.pop_due_states(loop.time(), _SLICE):
+            fut: asyncio.Future[CheckResult]
+            try:
+                fut = asyncio.ensure_future(self._probe(state.spec, self._ctx))
+            except Exception as exc:  # a probe bug must not kill the checker
+                fut = loop.create_future()
+                fut.set_exception(exc)
+            self._inflight.add(fut)
+            fut.add_done_callback(partial(self._probe_done, state))
+        self._arm()  # more still due: call_at in the past = after the callbacks already ready
+
+    def _probe_done(self, state: CheckerState, fut: asyncio.Future[CheckResult]) -> None:
+        self._inflight.discard(fut)
+        if fut.cancelled() or not self._running or self._loop is None:
+            return
+        exc = fut.exception()
+        result = fut.result() if exc is None else CheckResult(False, f"probe error: {exc!r}")
+        self._apply(self._core.on_result_state(state, result, self._loop.time()))
+        self._arm()
+
+    # ---- actions
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, WeightsChanged):
+                self._on_change(action.vs_key, action.servers)
+            elif isinstance(action, FifoLine):
+                log.info("checker_notify", line=action.line)
+                if self._on_fifo is not None:
+                    self._on_fifo(action.line)
+            elif isinstance(action, RunCommand):
+                self._spawn_command(action)
+            elif isinstance(action, CheckTransition):
+                spec = action.spec
+                log.info("checker_state", kind=spec.kind, up=action.up,
+                         target=f"[{spec.connect_ip}]:{spec.connect_port}",
+                         detail=action.detail, retries=action.retries)
+
+    def _spawn_command(self, action: RunCommand) -> None:
+        if self._loop is None:
+            return
+        task = self._loop.create_task(self._run_command(action))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _run_command(self, action: RunCommand) -> None:
+        cmd = action.command
+        result = await self._limited_run(cmd.argv, timeout=self._command_timeout,
+                                         user=cmd.user, group=cmd.group)
+        if not result.ok:
+            log.warning("checker_command_failed", reason=action.reason, target=action.target,
+                        argv=list(cmd.argv), exit_code=result.exit_code, error=result.error,
+                        timed_out=result.timed_out)
+
+    async def _limited_run(
+        self, argv: Sequence[str], *, timeout: float, user: str | None = None,
+        group: str | None = None,
+    ) -> process.ProcessResult:
+        async with self._limiter.slot():
+            return await self._runner(argv, timeout=timeout, user=user, group=group)

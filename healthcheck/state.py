@@ -1,0 +1,407 @@
+"""Pure health state: checker retry logic, real-server and virtual-server state, desired weights.
+
+No I/O and no clock of its own: ``HealthCore`` is stepped with explicit times (``start(now)``,
+``pop_due(now)``, ``on_result(spec, result, now)``, ``stop()``) and answers with actions for
+the driver (``healthcheck.manager``) to carry out.  ``_recompute`` is the one place that changes
+real-server / virtual-server state.
+
+keepalived's semantics:
+- a checker starts up, or down with ``alpha``; an up checker that fails is retried ``retry``
+  more times ``delay_before_retry`` apart, and only the last failure takes it down; one success
+  brings it up; otherwise checks run ``delay_loop`` after the previous one ended;
+- identical specs are one checker: one probe, its result fanned out to every real server using it;
+- a real server is alive while all of its checkers are up; its weight is its configured weight
+  plus the deltas of dynamic checkers (misc_dynamic: ``exit - 2 - weight``; FILE_CHECK: ``w``);
+- desired IPVS entries: an alive server at its weight, a dead one absent (0 with
+  ``inhibit_on_failure``); quorum is gained when the alive weight sum >= quorum + hysteresis and
+  lost when it is 0 or < quorum - hysteresis; while quorum is lost a configured sorry server
+  replaces every real server (dead/inhibited ones at 0, others absent); while quorum holds the
+  sorry server is absent (0 with ``sorry_server_inhibit``);
+- notify_up/notify_down, quorum_up/quorum_down and notify-FIFO lines on transitions only (not at
+  start); with ``omega``, ``stop()`` fires the down notifications of what is still up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from healthcheck.model import (
+    CheckResult,
+    CheckSpec,
+    CommandSpec,
+    FileCheckSpec,
+    MiscCheckSpec,
+    RealServerSpec,
+    ServerKey,
+    VirtualServerSpec,
+)
+from healthcheck.scheduler import Timers, first_run, next_delay
+
+__all__ = [
+    "Action",
+    "CheckSnapshot",
+    "CheckTransition",
+    "CheckerState",
+    "FifoLine",
+    "HealthCore",
+    "RealServerSnapshot",
+    "RunCommand",
+    "Snapshot",
+    "VirtualServerSnapshot",
+    "WeightsChanged",
+    "format_server",
+]
+
+
+# ------------------------------------------------------------------ actions
+
+
+@dataclass(frozen=True, slots=True)
+class WeightsChanged:
+    """The complete desired destinations of one virtual server (absent key = not in IPVS)."""
+
+    vs_key: str
+    servers: Mapping[ServerKey, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RunCommand:
+    command: CommandSpec
+    reason: str  # "notify_up" | "notify_down" | "quorum_up" | "quorum_down"
+    target: str  # the server / virtual server it concerns
+
+
+@dataclass(frozen=True, slots=True)
+class FifoLine:
+    line: str  # without newline: 'RS [1.2.3.4]:tcp:80 [10.0.0.1]:tcp:80 DOWN'
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTransition:
+    """A checker changed state (for logging); ``retries`` = failed retries before going down."""
+
+    spec: CheckSpec
+    up: bool
+    detail: str
+    retries: int = 0
+
+
+Action = WeightsChanged | RunCommand | FifoLine | CheckTransition
+
+
+# ------------------------------------------------------------------ checker
+
+
+@dataclass(slots=True)
+class CheckerState:
+    """Retry state of one distinct check."""
+
+    spec: CheckSpec
+    up: bool
+    index: int = 0  # position in HealthCore.states (timers and fan-out are keyed by it)
+    retry_it: int = 0
+    runs: int = 0
+    running: bool = False
+    dynamic_value: int | None = None
+    last: CheckResult | None = None
+
+    def apply(self, result: CheckResult) -> tuple[bool, float]:
+        """Fold one probe result in; returns (up/down changed, delay until the next probe)."""
+        spec = self.spec
+        self.runs += 1
+        self.last = result
+        if result.ok:
+            if result.weight is not None:
+                self.dynamic_value = result.weight
+            self.retry_it = 0
+            changed = not self.up
+            self.up = True
+            return changed, next_delay(spec, retrying=False)
+        if self.up and self.retry_it < spec.retry:
+            self.retry_it += 1
+            return False, next_delay(spec, retrying=True)
+        changed = self.up
+        self.up = False
+        self.retry_it = 0
+        return changed, next_delay(spec, retrying=False)
+
+    def weight_delta(self, rs: RealServerSpec) -> int:
+        spec = self.spec
+        if self.dynamic_value is None:
+            return 0
+        if isinstance(spec, MiscCheckSpec) and spec.dynamic:
+            return self.dynamic_value - rs.weight
+        if isinstance(spec, FileCheckSpec) and spec.dynamic:
+            return self.dynamic_value
+        return 0
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSnapshot:
+    kind: str
+    target: str
+    up: bool
+    retry_it: int
+    runs: int
+    next_at: float | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RealServerSnapshot:
+    key: ServerKey
+    alive: bool
+    weight: int
+    checks: tuple[CheckSnapshot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServerSnapshot:
+    key: str
+    quorum_up: bool
+    alive_weight: int
+    sorry_active: bool
+    real_servers: tuple[RealServerSnapshot, ...]
+    desired: Mapping[ServerKey, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    virtual_servers: tuple[VirtualServerSnapshot, ...]
+    distinct_checks: int
+
+
+# ------------------------------------------------------------------ core
+
+
+def format_server(key: ServerKey, protocol: str) -> str:
+    """keepalived's ``[addr]:proto:port``."""
+    return f"[{key[0]}]:{protocol}:{key[1]}"
+
+
+@dataclass(slots=True)
+class _RsState:
+    alive: bool
+    weight: int
+
+
+@dataclass(slots=True)
+class _VsState:
+    spec: VirtualServerSpec
+    rs: list[_RsState]
+    quorum_up: bool = True
+    desired: dict[ServerKey, int] = field(default_factory=dict)
+
+
+class HealthCore:
+    """All checkers, real servers and virtual servers of one configuration."""
+
+    def __init__(
+        self, virtual_servers: Sequence[VirtualServerSpec], *, rng: random.Random | None = None
+    ) -> None:
+        keys = [vs.key for vs in virtual_servers]
+        if len(set(keys)) != len(keys):
+            raise ValueError("virtual server keys must be unique")
+        self._rng = rng or random.Random()
+        # one state per distinct spec; specs are hashed only here (their hash is not cached)
+        self.checks: dict[CheckSpec, CheckerState] = {}
+        self.states: list[CheckerState] = []
+        # check index -> indexes of the virtual servers using it, for fan-out
+        self._users: list[set[int]] = []
+        self._rs_checks: list[list[list[CheckerState]]] = []
+        self._vs: list[_VsState] = []
+        self.timers: Timers[int] = Timers()
+        for vi, vs in enumerate(virtual_servers):
+            per_rs = []
+            for rs in vs.real_servers:
+                states = []
+                for spec in rs.checkers:
+                    st = self.checks.get(spec)
+                    if st is None:
+                        st = CheckerState(spec, up=not spec.alpha, index=len(self.states))
+                        self.checks[spec] = st
+                        self.states.append(st)
+                        self._users.append(set())
+                    self._users[st.index].add(vi)
+                    states.append(st)
+                per_rs.append(states)
+            self._rs_checks.append(per_rs)
+            self._vs.append(_VsState(vs, [_RsState(False, 0) for _ in vs.real_servers]))
+        self._started = False
+
+    # ---- driving
+
+    def start(self, now: float) -> list[Action]:
+        """Initial state (alpha servers down, others up), first runs spread over warmup;
+        returns the initial desired weights of every virtual server (no notifications)."""
+        self._started = True
+        for st in self.states:
+            self.timers.schedule(st.index, first_run(st.spec, now, self._rng))
+        actions: list[Action] = []
+        for vi, vs in enumerate(self._vs):
+            for ri, rs in enumerate(vs.spec.real_servers):
+                vs.rs[ri] = self._rs_state(rs, self._rs_checks[vi][ri])
+            total = self._alive_weight(vs)
+            vs.quorum_up = total >= vs.spec.quorum and total > 0
+            vs.desired = self._desired(vs)
+            actions.append(WeightsChanged(vs.spec.key, dict(vs.desired)))
+        return actions
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def due_at(self, spec: CheckSpec) -> float | None:
+        """When ``spec`` is probed next (None while it runs or after ``stop``)."""
+        return self.timers.due_at(self.checks[spec].index)
+
+    def pop_due(self, now: float) -> list[CheckSpec]:
+        """Checks to probe now; they stay unscheduled until their ``on_result``."""
+        return [st.spec for st in self.pop_due_states(now)]
+
+    def pop_due_states(self, now: float, limit: int | None = None) -> list[CheckerState]:
+        """``pop_due`` without hashing specs, at most ``limit`` (the rest stay due)."""
+        due = self.timers.pop_due(now, limit)
+        states = self.states
+        out = [states[i] for i in due]
+        for st in out:
+            st.running = True
+        return out
+
+    def on_result(self, spec: CheckSpec, result: CheckResult, now: float) -> list[Action]:
+        """Fold a probe result in, schedule the next probe, return what must happen."""
+        return self.on_result_state(self.checks[spec], result, now)
+
+    def on_result_state(
+        self, state: CheckerState, result: CheckResult, now: float
+    ) -> list[Action]:
+        spec = state.spec
+        state.running = False
+        retries = state.retry_it
+        old_delta = state.dynamic_value
+        changed, delay = state.apply(result)
+        if self._started:
+            self.timers.schedule(state.index, now + delay)
+        actions: list[Action] = []
+        if changed:
+            actions.append(CheckTransition(spec, state.up, result.detail, retries))
+        if changed or state.dynamic_value != old_delta:
+            actions.extend(self._recompute(self._users[state.index]))
+        return actions
+
+    def stop(self) -> list[Action]:
+        """Stop scheduling; with ``omega``, the down notifications of what is still up."""
+        self._started = False
+        for st in self.states:
+            self.timers.cancel(st.index)
+        actions: list[Action] = []
+        for vs in self._vs:
+            if not vs.spec.omega:
+                continue
+            for ri, rs in enumerate(vs.spec.real_servers):
+                if vs.rs[ri].alive:
+                    actions.extend(self._rs_notify(vs.spec, rs, up=False))
+            if vs.quorum_up:
+                actions.extend(self._quorum_notify(vs.spec, up=False))
+        return actions
+
+    # ---- reading
+
+    def desired(self) -> dict[str, dict[ServerKey, int]]:
+        return {vs.spec.key: dict(vs.desired) for vs in self._vs}
+
+    def snapshot(self) -> Snapshot:
+        out = []
+        for vi, vs in enumerate(self._vs):
+            rss = []
+            for ri, rs in enumerate(vs.spec.real_servers):
+                checks = tuple(self._check_snapshot(st) for st in self._rs_checks[vi][ri])
+                rss.append(RealServerSnapshot(rs.key, vs.rs[ri].alive, vs.rs[ri].weight, checks))
+            out.append(VirtualServerSnapshot(
+                key=vs.spec.key, quorum_up=vs.quorum_up, alive_weight=self._alive_weight(vs),
+                sorry_active=vs.spec.sorry_server is not None and not vs.quorum_up,
+                real_servers=tuple(rss), desired=dict(vs.desired)))
+        return Snapshot(tuple(out), len(self.checks))
+
+    def _check_snapshot(self, st: CheckerState) -> CheckSnapshot:
+        spec = st.spec
+        return CheckSnapshot(
+            kind=spec.kind, target=f"[{spec.connect_ip}]:{spec.connect_port}", up=st.up,
+            retry_it=st.retry_it, runs=st.runs, next_at=self.timers.due_at(st.index),
+            detail=st.last.detail if st.last else "not run yet")
+
+    # ---- the one place that changes server state
+
+    def _recompute(self, vs_indexes: Iterable[int]) -> list[Action]:
+        actions: list[Action] = []
+        for vi in sorted(vs_indexes):
+            vs = self._vs[vi]
+            for ri, rs in enumerate(vs.spec.real_servers):
+                new = self._rs_state(rs, self._rs_checks[vi][ri])
+                if new.alive != vs.rs[ri].alive:
+                    actions.extend(self._rs_notify(vs.spec, rs, up=new.alive))
+                vs.rs[ri] = new
+            total = self._alive_weight(vs)
+            q, h = vs.spec.quorum, vs.spec.hysteresis
+            if not vs.quorum_up and total > 0 and total >= q + h:
+                vs.quorum_up = True
+                actions.extend(self._quorum_notify(vs.spec, up=True))
+            elif vs.quorum_up and (total == 0 or total < q - h):
+                vs.quorum_up = False
+                actions.extend(self._quorum_notify(vs.spec, up=False))
+            desired = self._desired(vs)
+            if desired != vs.desired:
+                vs.desired = desired
+                actions.append(WeightsChanged(vs.spec.key, dict(desired)))
+        return actions
+
+    @staticmethod
+    def _rs_state(rs: RealServerSpec, states: list[CheckerState]) -> _RsState:
+        alive = all(st.up for st in states)
+        weight = rs.weight + sum(st.weight_delta(rs) for st in states)
+        return _RsState(alive, max(0, weight))
+
+    @staticmethod
+    def _alive_weight(vs: _VsState) -> int:
+        return sum(st.weight for st in vs.rs if st.alive)
+
+    @staticmethod
+    def _desired(vs: _VsState) -> dict[ServerKey, int]:
+        spec = vs.spec
+        sorry = spec.sorry_server
+        sorry_active = sorry is not None and not vs.quorum_up
+        out: dict[ServerKey, int] = {}
+        for rs, st in zip(spec.real_servers, vs.rs, strict=True):
+            if st.alive and not sorry_active:
+                out[rs.key] = st.weight
+            elif rs.inhibit_on_failure:
+                out[rs.key] = 0
+        if sorry is not None:
+            if sorry_active:
+                out[sorry.key] = sorry.weight
+            elif sorry.inhibit:
+                out.setdefault(sorry.key, 0)
+        return out
+
+    @staticmethod
+    def _rs_notify(vs: VirtualServerSpec, rs: RealServerSpec, *, up: bool) -> list[Action]:
+        word = "UP" if up else "DOWN"
+        target = format_server(rs.key, vs.protocol)
+        actions: list[Action] = [FifoLine(f"RS {target} {vs.key} {word}")]
+        command = rs.notify_up if up else rs.notify_down
+        if command is not None:
+            actions.append(RunCommand(command, "notify_up" if up else "notify_down",
+                                      f"{target} {vs.key}"))
+        return actions
+
+    @staticmethod
+    def _quorum_notify(vs: VirtualServerSpec, *, up: bool) -> list[Action]:
+        actions: list[Action] = [FifoLine(f"VS {vs.key} {'UP' if up else 'DOWN'}")]
+        command = vs.quorum_up if up else vs.quorum_down
+        if command is not None:
+            actions.append(RunCommand(command, "quorum_up" if up else "quorum_down", vs.key))
+        return actions

@@ -1,0 +1,3 @@
+"""ipvs package."""
+
+from __future__ import annotations

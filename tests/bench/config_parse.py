@@ -1,0 +1,101 @@
+"""Benchmark: parse a 1,000 virtual servers x 10 real servers config.
+
+Times vrrpd's full load (syntax + model when ``vrrpd.config.loader`` exists,
+syntax alone otherwise) in-process, best of 5, and ``keepalived -t -f FILE``
+(wall time, inside a throw-away network namespace that has the interface).
+Prints both and the ratio.  Run as root: ``.venv/bin/python tests/bench/config_parse.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+VS = 1000
+RS = 10
+
+
+def generate(vs: int = VS, rs: int = RS) -> str:
+    out = ["global_defs {", "    router_id bench", "}",
+           "vrrp_instance VI_1 {", "    state MASTER", "    interface eth0",
+           "    virtual_router_id 51", "    priority 100", "    advert_int 1",
+           "    virtual_ipaddress {", "        10.99.0.1/24", "    }", "}"]
+    for v in range(vs):
+        a, b = divmod(v, 250)
+        out += [f"virtual_server 10.{100 + a}.{b}.1 80 {{", "    delay_loop 6",
+                "    lb_algo wrr", "    lb_kind DR", "    protocol TCP"]
+        for r in range(rs):
+            out += [f"    real_server 172.16.{v % 250}.{r + 1} 80 {{", "        weight 1",
+                    "        TCP_CHECK {", "            connect_timeout 3",
+                    "            retry 3", "            delay_before_retry 3",
+                    "        }", "    }"]
+        out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def time_vrrpd(path: str, runs: int = 5) -> tuple[float, str]:
+    try:
+        from vrrpd.config.loader import load
+        what = "syntax + model"
+
+        def run() -> None:
+            load(path, config_id="bench")
+    except ImportError:
+        from vrrpd.config.syntax import read_tree
+        what = "syntax only (no loader yet)"
+
+        def run() -> None:
+            read_tree(path, config_id="bench", diagnostics=[])
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best, what
+
+
+def time_keepalived(path: str) -> float | None:
+    ka = shutil.which("keepalived")
+    if ka is None or os.geteuid() != 0:
+        return None
+    ns = f"cfgb{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer",
+                        "name", "cfgpeer0"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
+        t0 = time.perf_counter()
+        subprocess.run(["ip", "netns", "exec", ns, ka, "-t", "-f", path],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        return time.perf_counter() - t0
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def main() -> int:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+    text = generate()
+    with tempfile.TemporaryDirectory(prefix="cfgbench") as tmp:
+        path = os.path.join(tmp, "keepalived.conf")
+        with open(path, "w") as fh:
+            fh.write(text)
+        lines = text.count("\n")
+        ours, what = time_vrrpd(path)
+        print(f"config: {VS} virtual servers x {RS} real servers, {lines} lines")
+        print(f"vrrpd load ({what}), best of 5: {ours * 1000:.1f} ms")
+        theirs = time_keepalived(path)
+        if theirs is None:
+            print("keepalived -t: not measured (needs root and keepalived)")
+            return 0
+        print(f"keepalived -t -f (wall, one run): {theirs * 1000:.1f} ms")
+        print(f"ratio vrrpd/keepalived: {ours / theirs:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import socket
+import struct
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipvs import netlink as nl
+from ipvs.batch import encode, error_for, op_payload
+from ipvs.errors import Exists, IPVSError, NotFound
+from ipvs.model import (
+    Destination,
+    DestKey,
+    Forward,
+    Protocol,
+    Service,
+    ServiceKey,
+    TunnelType,
+)
+from ipvs.reconcile import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    EditDest,
+    EditService,
+    Flush,
+    Op,
+)
+
+v4 = st.builds(IPv4Address, st.integers(1, 2**32 - 1))
+v6 = st.builds(IPv6Address, st.integers(1, 2**128 - 1))
+keys = st.one_of(
+    st.builds(lambda a, p, port: ServiceKey(socket.AF_INET, p, a, port), v4,
+              st.sampled_from(list(Protocol)), st.integers(0, 65535)),
+    st.builds(lambda a, port: ServiceKey(socket.AF_INET6, Protocol.TCP, a, port), v6,
+              st.integers(0, 65535)),
+    st.builds(lambda af, m: ServiceKey(af, fwmark=m),
+              st.sampled_from([socket.AF_INET, socket.AF_INET6]), st.integers(1, 2**32 - 1)),
+)
+flags = st.frozensets(st.sampled_from(["persistent", "onepacket", "sched-flag-1",
+                                       "sched-flag-2", "sched-flag-3", "hashed"]))
+
+
+@st.composite
+def services(draw: st.DrawFn) -> Service:
+    key = draw(keys)
+    full = 128 if key.af == socket.AF_INET6 else 32
+    return Service(key, draw(st.sampled_from(["rr", "wlc", "sh", "mh"])), draw(flags),
+                   draw(st.integers(0, 2**31)), draw(st.integers(0, full)),
+                   draw(st.sampled_from(["", "sip"])))
+
+
+dests = st.builds(
+    lambda a, port, w, f, u, low, af, tt, tp, tf: Destination(
+        DestKey(a, port), w, f, u, low, af, tt, tp, tf),
+    st.one_of(v4, v6), st.integers(0, 65535), st.integers(0, 2**31), st.sampled_from(
+        [Forward.NAT, Forward.DR, Forward.TUN]), st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1), st.sampled_from([0, socket.AF_INET, socket.AF_INET6]),
+    st.sampled_from(list(TunnelType)), st.integers(0, 65535), st.integers(0, 3))
+
+ops = st.one_of(
+    st.builds(AddService, services()), st.builds(EditService, services()),
+    st.builds(DelService, keys), st.builds(AddDest, keys, dests),
+    st.builds(EditDest, keys, dests),
+    st.builds(DelDest, keys, st.builds(DestKey, st.one_of(v4, v6), st.integers(0, 65535))),
+    st.just(Flush()),
+)
+
+
+def reference(op: Op) -> tuple[nl.Cmd, list[tuple[str, Any]]]:
+    """What ipvs.client sends for the op, built with ipvs.netlink's attribute lists."""
+    def svc(attrs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        return [("IPVS_CMD_ATTR_SERVICE", {"attrs": attrs})]
+
+    def dest(attrs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        return [("IPVS_CMD_ATTR_DEST", {"attrs": attrs})]
+
+    if isinstance(op, AddService):
+        return nl.Cmd.NEW_SERVICE, svc(nl.service_attrs(op.service))
+    if isinstance(op, EditService):
+        return nl.Cmd.SET_SERVICE, svc(nl.service_attrs(op.service))
+    if isinstance(op, DelService):
+        return nl.Cmd.DEL_SERVICE, svc(nl.service_key_attrs(op.key))
+    if isinstance(op, AddDest):
+        return nl.Cmd.NEW_DEST, svc(nl.service_key_attrs(op.service)) + dest(
+            nl.dest_attrs(op.service.af, op.dest))
+    if isinstance(op, EditDest):
+        return nl.Cmd.SET_DEST, svc(nl.service_key_attrs(op.service)) + dest(
+            nl.dest_attrs(op.service.af, op.dest))
+    if isinstance(op, DelDest):
+        return nl.Cmd.DEL_DEST, svc(nl.service_key_attrs(op.service)) + dest(
+            nl.dest_key_attrs(op.service.af, op.dest))
+    return nl.Cmd.FLUSH, []
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops, st.integers(1, 0xFFFF), st.integers(0, 2**32 - 1))
+def test_struct_encoding_is_byte_identical_to_pyroute2(op: Op, family: int, seq: int) -> None:
+    cmd, attrs = reference(op)
+    msg = nl.request(cmd, attrs)
+    msg["header"]["type"] = family
+    msg["header"]["flags"] = 0x5  # NLM_F_REQUEST | NLM_F_ACK
+    msg["header"]["sequence_number"] = seq
+    msg["header"]["pid"] = 0
+    msg.encode()
+    c, payload = op_payload(op)
+    assert c == cmd
+    assert encode(family, seq, c, payload) == bytes(msg.data)
+
+
+def test_header_layout() -> None:
+    data = encode(30, 9, 17, b"")
+    assert struct.unpack("=IHHIIBBH", data) == (20, 30, 5, 9, 0, 17, 1, 0)
+
+
+def test_kernel_errors_map_to_the_client_exceptions() -> None:
+    k = ServiceKey(socket.AF_INET, Protocol.TCP, IPv4Address("10.0.0.1"), 80)
+    assert isinstance(error_for(2, DelService(k)), NotFound)
+    assert isinstance(error_for(3, DelService(k)), NotFound)
+    assert isinstance(error_for(17, AddService(Service(k))), Exists)
+    err = error_for(22, AddService(Service(k)))
+    assert type(err) is IPVSError and err.errno == 22 and "Invalid argument" in str(err)

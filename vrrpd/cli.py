@@ -1,0 +1,74 @@
+"""Command line: keepalived's options where they apply, plus vrrpd's own subcommands.
+
+    vrrpd -f CONF [-n] [-P|-C] ...   run the daemon (keepalived's options)
+    vrrpd -t -f CONF                 config test, exit codes as keepalived -t
+    vrrpd --dump-config -f CONF      normalised config as JSON
+    vrrpd --list-ipvs                the kernel's IPVS table, as ipvsadm -L -n prints it
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+DEFAULT_CONF = "/etc/keepalived/keepalived.conf"
+
+
+def short_hostname() -> str:
+    return socket.gethostname().split(".", 1)[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vrrpd",
+        description="keepalived-compatible VRRPv2 + LVS daemon",
+    )
+    p.add_argument("-f", "--use-file", dest="config", default=DEFAULT_CONF, metavar="CONF",
+                   help=f"config file (default {DEFAULT_CONF})")
+    p.add_argument("-t", "--config-test", action="store_true",
+                   help="check the config and exit: 0 ok, 4 cannot run, 5 errors but would run")
+    p.add_argument("--dump-config", action="store_true",
+                   help="print the normalised config, defaults resolved, as JSON")
+    p.add_argument("-i", "--config-id", default=None, metavar="ID",
+                   help="id for @ID conditional lines (default: short hostname)")
+    p.add_argument("-n", "--dont-fork", action="store_true", help="stay in the foreground")
+    p.add_argument("-l", "--log-console", action="store_true", help="log to the console")
+    p.add_argument("-D", "--log-detail", action="store_true", help="detailed logging")
+    p.add_argument("-P", "--vrrp", action="store_true", help="run VRRP only")
+    p.add_argument("-C", "--check", action="store_true", help="run checkers and IPVS only")
+    p.add_argument("-p", "--pid", default=None, metavar="FILE", help="main pid file")
+    p.add_argument("-r", "--vrrp_pid", default=None, metavar="FILE", help="VRRP child pid file")
+    p.add_argument("-c", "--checkers_pid", default=None, metavar="FILE",
+                   help="checkers child pid file")
+    p.add_argument("-I", "--dont-release-ipvs", action="store_true",
+                   help="don't remove IPVS topology on daemon stop")
+    p.add_argument("--list-ipvs", action="store_true",
+                   help="print the IPVS table of this network namespace (ipvsadm -L -n format)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="log level")
+    p.add_argument("--log-format", default="auto", choices=["auto", "json", "console"],
+                   help="log format (auto: console on a TTY, JSON otherwise)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_ipvs:
+        from vrrpd.lvs_cli import list_ipvs
+
+        return list_ipvs(out=sys.stdout, err=sys.stderr)
+    config_id = args.config_id or short_hostname()
+    if args.config_test or args.dump_config:
+        from vrrpd.config.check import run_check
+
+        return run_check(args.config, config_id=config_id, dump=args.dump_config,
+                         out=sys.stdout, err=sys.stderr)
+    from vrrpd.daemon import run_daemon
+
+    return run_daemon(args, config_id=config_id)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""keepalived.conf language: tokenizer, preprocessor, block tree, typed model."""
+
+from __future__ import annotations

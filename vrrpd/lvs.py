@@ -1,0 +1,451 @@
+"""The LVS half of the daemon: config + checker results -> kernel IPVS, kept in sync.
+
+    runner = LvsRunner(config)            # IPVSClient and the health checkers by default
+    await runner.start()                  # lvs_flush, lvs_timeouts, sync daemon, adopt + program
+    ...                                   # periodic sync repairs drift (ipvsadm -d / -C)
+    await runner.apply_config(new)        # reload: only the differences reach the kernel
+    await runner.stop()                   # own entries removed unless keep / -I
+
+Unlike keepalived, the kernel table is read back: every ``sync_interval`` seconds one dump is
+compared with the desired state (:func:`ipvs.reconcile.plan`) and only the differences are
+sent.  Checker changes and reloads are planned against the cached table (the last dump plus
+what we applied since), so a change of one real server costs exactly one netlink request.
+A failing request is logged and counted, never raised out of the loop: the next sync
+(``retry_interval`` later, doubling up to ``sync_interval``) dumps and plans again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from healthcheck.model import ServerKey, VirtualServerSpec
+from ipvs.batch import BatchSender
+from ipvs.drain import DestRef, with_drains
+from ipvs.errors import Exists, NotFound
+from ipvs.model import ObservedService, ServiceKey, SyncDaemon, SyncState, Timeouts
+from ipvs.reconcile import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    DesiredService,
+    Op,
+    apply,
+    plan,
+    stop_plan,
+)
+from vrrpd.config.model import Config, FlushOnStop
+from vrrpd.lvs_checks import health_specs
+from vrrpd.lvs_desired import CompiledVs, compile_config, desired
+from vrrpd.lvs_kernel import IpvsBackend, describe, execute
+
+__all__ = ["CheckerFactory", "CheckerLike", "LvsRunner", "SyncResult", "stop_mode"]
+
+log = structlog.get_logger("lvs")
+
+BATCH_MIN = 8  # fewer operations go one request at a time (clearer errors, same cost)
+
+OnChange = Callable[[str, Mapping[ServerKey, int]], None]
+
+
+class CheckerLike(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+CheckerFactory = Callable[[Sequence[VirtualServerSpec], OnChange], CheckerLike]
+
+
+def default_checkers(specs: Sequence[VirtualServerSpec], on_change: OnChange) -> CheckerLike:
+    from healthcheck.manager import CheckerManager
+
+    return CheckerManager(specs, on_change=on_change)
+
+
+def default_client() -> IpvsBackend:
+    from ipvs.client import IPVSClient
+
+    return IPVSClient()
+
+
+def stop_mode(config: Config, keep: bool) -> str:
+    """keepalived's stop behaviour: ``-I`` keeps everything; ``lvs_flush_on_stop`` (ALL)
+    flushes the table, ``lvs_flush_on_stop VS`` deletes each virtual server; by default each
+    real server and then each virtual server is deleted."""
+    if keep:
+        return "keep"
+    return {FlushOnStop.NONE: "dests", FlushOnStop.VS: "services",
+            FlushOnStop.ALL: "flush"}[config.global_defs.lvs_flush_on_stop]
+
+
+@dataclass
+class SyncResult:
+    """What one reconcile did (for tests, logs and metrics)."""
+
+    dumped: bool = False
+    ops: list[Op] = field(default_factory=list)  # attempted, in order
+    failed: list[tuple[Op, str]] = field(default_factory=list)
+    error: str | None = None  # the dump itself failed
+
+
+@dataclass
+class LvsStats:
+    syncs: int = 0
+    dumps: int = 0
+    ops: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+class LvsRunner:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client_factory: Callable[[], IpvsBackend] = default_client,
+        checker_manager: CheckerFactory | None = default_checkers,
+        sync_interval: float = 5.0,
+        retry_interval: float = 1.0,
+        drain_timeout: float = 0.0,
+        keep_on_stop: bool = False,
+        batch: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.sync_interval = sync_interval
+        self.retry_interval = retry_interval
+        self.drain_timeout = drain_timeout
+        self.keep_on_stop = keep_on_stop
+        self.stats = LvsStats()
+        self._client_factory = client_factory
+        # pipelined bulk writes (ipvs.batch) need the real kernel: on by default with the
+        # default client, off with an injected one unless asked for
+        self._use_batch = batch if batch is not None else client_factory is default_client
+        self._batch: BatchSender | None = None
+        self._checker_factory = checker_manager
+        self._clock = clock
+        self._client: IpvsBackend | None = None
+        self._checkers: CheckerLike | None = None
+        self._specs: list[VirtualServerSpec] = []
+        self._compiled: list[CompiledVs] = compile_config(config)
+        self._weights: dict[str, Mapping[ServerKey, int]] = {}
+        self._observed: dict[ServiceKey, ObservedService] = {}
+        self._owned: set[ServiceKey] = set()
+        self._drains: dict[DestRef, float] = {}
+        self._need_dump = True
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._daemon_state: SyncState | None = None
+        self._daemon_tasks: set[asyncio.Task[None]] = set()
+        self._hold = False  # batch weight changes during start/reload
+
+    # ---------------------------------------------------------------- public
+
+    @property
+    def owned(self) -> frozenset[ServiceKey]:
+        return frozenset(self._owned)
+
+    @property
+    def observed(self) -> Mapping[ServiceKey, ObservedService]:
+        """The cached kernel table: the last dump plus what we applied since."""
+        return self._observed
+
+    def desired_state(self) -> dict[ServiceKey, DesiredService]:
+        return desired(self._compiled, self._weights)
+
+    async def start(self) -> None:
+        """Open IPVS (raises if the kernel has none), apply the global LVS settings, start the
+        checkers, adopt and program the table, then keep it in sync in the background."""
+        client = self._client = self._client_factory()
+        try:
+            await self._start(client)
+        except BaseException:
+            await self._stop_checkers()
+            self._close()
+            raise
+        self._task = asyncio.create_task(self._run(), name="lvs-sync")
+
+    async def _start(self, client: IpvsBackend) -> None:
+        await client.open()
+        if self._use_batch:
+            self._batch = BatchSender()
+            await self._batch.open()
+        g = self.config.global_defs
+        if g.lvs_flush:
+            await client.flush()
+            log.info("lvs_flush")
+        t = g.lvs_timeouts
+        if t.tcp or t.tcpfin or t.udp:
+            await self._guard("set_timeouts", client.set_timeouts(
+                Timeouts(tcp=t.tcp or 0, tcp_fin=t.tcpfin or 0, udp=t.udp or 0)))
+        if g.lvs_sync_daemon is not None:
+            await self._set_daemon(SyncState.BACKUP)
+        self._hold = True
+        try:
+            await self._start_checkers()
+        finally:
+            self._hold = False
+        result = await self.sync()
+        added = sum(isinstance(o, AddService) for o in result.ops)
+        log.info("lvs_started", services=len(self._owned), adopted=len(self._owned) - added,
+                 ops=len(result.ops), failed=len(result.failed))
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
+
+    async def stop(self, keep: bool | None = None) -> SyncResult:
+        """Stop syncing and checking; remove our entries unless kept (``-I``)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._stop_checkers()
+        for task in list(self._daemon_tasks):
+            with contextlib.suppress(Exception):
+                await task
+        keep = self.keep_on_stop if keep is None else keep
+        mode = stop_mode(self.config, keep)
+        result = SyncResult()
+        client = self._client
+        if client is None:
+            return result
+        try:
+            async with self._lock:
+                if mode != "keep":
+                    if mode != "flush" and self._need_dump:  # else the cache is the table
+                        await self._dump(result)
+                    if result.error is None:
+                        await self._execute(stop_plan(self._observed, self._owned, mode=mode),
+                                            result)
+                    if self._daemon_state is not None:
+                        await self._guard("delete_daemon",
+                                          client.delete_daemon(self._daemon_state))
+                        self._daemon_state = None
+        finally:
+            self._close()
+        log.info("lvs_stopped", mode=mode, ops=len(result.ops), failed=len(result.failed))
+        return result
+
+    def on_weights(self, vs_key: str, servers: Mapping[ServerKey, int]) -> None:
+        """The checkers' callback: the complete desired destinations of one virtual server."""
+        self._weights[vs_key] = dict(servers)
+        if not self._hold:
+            self._wake.set()
+
+    async def apply_config(self, config: Config) -> SyncResult:
+        """A reload: recompile, keep the checkers if their specs did not change, and send
+        only the differences (planned against the cached table, no dump)."""
+        async with self._lock:
+            self.config = config
+            self._compiled = compile_config(config)
+            specs = health_specs(config)
+            if specs != self._specs:
+                await self._stop_checkers()
+                self._weights = {k: v for k, v in self._weights.items()
+                                 if any(c.vs_key == k for c in self._compiled)}
+                self._hold = True
+                try:
+                    await self._start_checkers()
+                finally:
+                    self._hold = False
+            result = await self._reconcile(dump=False)
+        log.info("lvs_reloaded", ops=len(result.ops), failed=len(result.failed))
+        return result
+
+    async def sync(self) -> SyncResult:
+        """One full sync now: dump the kernel table, plan, apply."""
+        async with self._lock:
+            return await self._reconcile(dump=True)
+
+    async def reconcile_cached(self) -> SyncResult:
+        """Apply pending checker changes against the cached table (no dump)."""
+        async with self._lock:
+            return await self._reconcile(dump=False)
+
+    def vrrp_state_changed(self, instance: str, state: str) -> None:
+        """Drive the connection-sync daemon from its VRRP instance (``lvs_sync_daemon``):
+        MASTER runs the master daemon, any other state the backup daemon."""
+        sd = self.config.global_defs.lvs_sync_daemon
+        if sd is None or sd.instance != instance or self._client is None:
+            return
+        want = SyncState.MASTER if state.upper() == "MASTER" else SyncState.BACKUP
+        task = asyncio.create_task(self._set_daemon(want))
+        self._daemon_tasks.add(task)
+        task.add_done_callback(self._daemon_tasks.discard)
+
+    # ---------------------------------------------------------------- internals
+
+    async def _start_checkers(self) -> None:
+        self._specs = health_specs(self.config)
+        if self._checker_factory is None:
+            return
+        self._checkers = self._checker_factory(self._specs, self.on_weights)
+        await self._checkers.start()
+
+    async def _stop_checkers(self) -> None:
+        if self._checkers is not None:
+            checkers, self._checkers = self._checkers, None
+            try:
+                await checkers.stop()
+            except Exception:
+                log.exception("checkers_stop_failed")
+
+    async def _run(self) -> None:
+        """Full sync every ``sync_interval``; checker changes in between against the cache.
+        After a failure the next full sync comes ``retry_interval`` later, doubling."""
+        backoff = self.retry_interval
+        delay = self.sync_interval
+        while True:
+            deadline = self._clock() + delay
+            while (timeout := deadline - self._clock()) > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    break
+                self._wake.clear()
+                result = await self._safe(self.reconcile_cached)
+                if result.failed or result.error:
+                    deadline = min(deadline, self._clock() + backoff)
+            result = await self._safe(self.sync)
+            if result.failed or result.error:
+                delay, backoff = backoff, min(backoff * 2, self.sync_interval)
+            else:
+                delay, backoff = self.sync_interval, self.retry_interval
+
+    async def _safe(self, step: Callable[[], Awaitable[SyncResult]]) -> SyncResult:
+        try:
+            return await step()
+        except Exception as exc:  # never let the loop die
+            log.exception("lvs_sync_crashed")
+            self._need_dump = True
+            return SyncResult(error=f"{type(exc).__name__}: {exc}")
+
+    async def _dump(self, result: SyncResult) -> None:
+        assert self._client is not None
+        self.stats.dumps += 1
+        try:
+            services = await self._client.dump_services()
+        except Exception as exc:
+            result.error = f"{type(exc).__name__}: {exc}"
+            self._need_dump = True
+            self.stats.failures += 1
+            self.stats.last_error = result.error
+            log.error("ipvs_dump_failed", error=result.error)
+            return
+        result.dumped = True
+        self._observed = {s.service.key: s for s in services}
+        self._need_dump = False
+
+    async def _reconcile(self, *, dump: bool) -> SyncResult:
+        result = SyncResult()
+        if self._client is None:
+            return result
+        self.stats.syncs += 1
+        if dump or self._need_dump:
+            await self._dump(result)
+            if result.error is not None:
+                return result
+        want = desired(self._compiled, self._weights)
+        drained = with_drains(want, self._observed, self._drains, now=self._clock(),
+                              timeout=self.drain_timeout)
+        self._drains = drained.deadlines
+        self._owned = set(want) | {k for k in self._owned if k in self._observed}
+        await self._execute(plan(drained.desired, self._observed, self._owned), result)
+        self._owned = set(want) | {k for k in self._owned if k in self._observed}
+        return result
+
+    async def _execute(self, ops: list[Op], result: SyncResult) -> None:
+        """Run ``ops`` in order (pipelined when many), then update the cached table once."""
+        assert self._client is not None
+        done: list[Op] = []
+        self._need_dump = True  # until the cache has been updated (cancellation, crash)
+        if self._batch is not None and len(ops) >= BATCH_MIN:
+            errors = await self._batch.run(ops)
+            for op, err in zip(ops, errors, strict=True):
+                result.ops.append(op)
+                self._outcome(op, err, result, done)
+        else:
+            broken: set[ServiceKey] = set()
+            for op in ops:
+                if isinstance(op, AddDest) and op.service in broken:
+                    continue  # its service could not be added
+                result.ops.append(op)
+                try:
+                    await execute(self._client, op)
+                except Exception as exc:
+                    self._outcome(op, exc, result, done)
+                    if isinstance(op, AddService) and not isinstance(exc, Exists):
+                        broken.add(op.service.key)
+                    continue
+                done.append(op)
+        self.stats.ops += len(result.ops)
+        try:
+            self._observed = apply(self._observed, done)
+        except (KeyError, ValueError):  # the cache disagreed with the kernel somewhere
+            for op in done:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._observed = apply(self._observed, [op])
+            return  # keep _need_dump: the next reconcile reads the kernel
+        self._need_dump = bool(result.failed)
+
+    def _outcome(self, op: Op, exc: Exception | None, result: SyncResult,
+                 done: list[Op]) -> None:
+        if exc is None:
+            done.append(op)
+        elif isinstance(exc, NotFound) and isinstance(op, (DelDest, DelService)):
+            done.append(op)  # already gone: that is the goal
+        else:
+            self._failed(op, exc, result)
+
+    def _failed(self, op: Op, exc: Exception, result: SyncResult) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        result.failed.append((op, text))
+        self.stats.failures += 1
+        self.stats.last_error = text
+        log.error("ipvs_op_failed", op=describe(op), error=text)
+
+    async def _guard(self, what: str, coro: Awaitable[object]) -> bool:
+        try:
+            await coro
+        except Exception as exc:
+            self.stats.failures += 1
+            self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"
+            log.error("ipvs_failed", what=what, error=str(exc))
+            return False
+        return True
+
+    async def _set_daemon(self, state: SyncState) -> None:
+        sd = self.config.global_defs.lvs_sync_daemon
+        client = self._client
+        if sd is None or client is None or self._daemon_state == state:
+            return
+        sync_id = sd.id
+        if sync_id is None:
+            try:
+                sync_id = self.config.instance(sd.instance).virtual_router_id
+            except KeyError:
+                sync_id = 0
+        if self._daemon_state is not None:
+            await self._guard("delete_daemon", client.delete_daemon(self._daemon_state))
+        daemon = SyncDaemon(state=state, mcast_ifn=sd.interface, sync_id=sync_id,
+                            sync_maxlen=sd.maxlen or 0, mcast_group=sd.group,
+                            mcast_port=sd.port, mcast_ttl=sd.ttl or 0)
+        if await self._guard("new_daemon", client.new_daemon(daemon)):
+            self._daemon_state = state
+            log.info("lvs_sync_daemon", state=state.name, interface=sd.interface, id=sync_id)
+        else:
+            self._daemon_state = None
