@@ -158,7 +158,9 @@ class FileCheckSpec(_CheckCommon):
 
     ``weight`` 0: up iff v == 0.  Otherwise w = v * weight (negated with ``reverse``): down if
     w <= -254, else up; with ``dynamic`` w is added to the real server's weight.  A missing or
-    unreadable file reads as 0 (keepalived).  The file is re-read every ``delay_loop``.
+    unreadable file reads as 0 (keepalived).  keepalived watches the file with inotify and
+    FILE_CHECK takes none of the timer options: the file is read at start and then every
+    ``scheduler.FILE_POLL_INTERVAL`` (1 s), and a down value is not retried.
     """
 
     path: str

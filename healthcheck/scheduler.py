@@ -12,11 +12,14 @@ import random
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from healthcheck.model import CheckSpec, MiscCheckSpec
+from healthcheck.model import CheckSpec, FileCheckSpec, MiscCheckSpec
 
 K = TypeVar("K", bound=Hashable)
 
-__all__ = ["Timers", "first_run", "next_delay", "probe_timeout"]
+__all__ = ["FILE_POLL_INTERVAL", "Timers", "first_run", "next_delay", "probe_timeout"]
+
+# keepalived watches track files with inotify (no timers of its own); we re-read them this often
+FILE_POLL_INTERVAL = 1.0
 
 
 class Timers(Generic[K]):
@@ -69,7 +72,10 @@ class Timers(Generic[K]):
 
 def first_run(spec: CheckSpec, now: float, rng: random.Random) -> float:
     """keepalived's warmup: the first check runs at a random time within ``warmup`` seconds
-    (default ``delay_loop``; 0 = at once), which spreads thousands of checks evenly."""
+    (default ``delay_loop``; 0 = at once), which spreads thousands of checks evenly.
+    FILE_CHECK has no timers in keepalived: it is read at once."""
+    if isinstance(spec, FileCheckSpec):
+        return now
     warmup = spec.delay_loop if spec.warmup is None else spec.warmup
     if warmup <= 0:
         return now
@@ -78,7 +84,9 @@ def first_run(spec: CheckSpec, now: float, rng: random.Random) -> float:
 
 def next_delay(spec: CheckSpec, *, retrying: bool) -> float:
     """Delay from the end of a probe to the next: ``delay_before_retry`` while retrying a
-    failed check of an up server, else ``delay_loop``."""
+    failed check of an up server, else ``delay_loop`` (FILE_CHECK: ``FILE_POLL_INTERVAL``)."""
+    if isinstance(spec, FileCheckSpec):
+        return FILE_POLL_INTERVAL
     return spec.delay_before_retry if retrying else spec.delay_loop
 
 

@@ -119,7 +119,8 @@ class CheckerState:
             changed = not self.up
             self.up = True
             return changed, next_delay(spec, retrying=False)
-        if self.up and self.retry_it < spec.retry:
+        retry = 0 if isinstance(spec, FileCheckSpec) else spec.retry  # a file is not retried
+        if self.up and self.retry_it < retry:
             self.retry_it += 1
             return False, next_delay(spec, retrying=True)
         changed = self.up
@@ -236,21 +237,45 @@ class HealthCore:
 
     # ---- driving
 
-    def start(self, now: float) -> list[Action]:
+    def start(self, now: float, previous: HealthCore | None = None) -> list[Action]:
         """Initial state (alpha servers down, others up), first runs spread over warmup;
-        returns the initial desired weights of every virtual server (no notifications)."""
+        returns the initial desired weights of every virtual server (no notifications).
+
+        With ``previous`` (a reload), checks whose spec is unchanged keep their state and
+        schedule (a probe still running in ``previous`` stays running here: hand its result
+        to ``on_result``), and virtual servers that keep their key keep their quorum state;
+        only new checks start afresh.  A quorum change against ``previous`` is notified.
+        """
         self._started = True
         for st in self.states:
-            self.timers.schedule(st.index, first_run(st.spec, now, self._rng))
+            old = previous.checks.get(st.spec) if previous is not None else None
+            if old is None:
+                self.timers.schedule(st.index, first_run(st.spec, now, self._rng))
+                continue
+            st.up, st.retry_it, st.runs = old.up, old.retry_it, old.runs
+            st.dynamic_value, st.last, st.running = old.dynamic_value, old.last, old.running
+            due = previous.timers.due_at(old.index) if previous is not None else None
+            if not old.running:
+                self.timers.schedule(st.index, now if due is None else due)
+        old_vs = {vs.spec.key: vs for vs in previous._vs} if previous is not None else {}
         actions: list[Action] = []
         for vi, vs in enumerate(self._vs):
             for ri, rs in enumerate(vs.spec.real_servers):
                 vs.rs[ri] = self._rs_state(rs, self._rs_checks[vi][ri])
-            total = self._alive_weight(vs)
-            vs.quorum_up = total >= vs.spec.quorum and total > 0
+            before = old_vs.get(vs.spec.key)
+            if before is None:
+                total = self._alive_weight(vs)
+                vs.quorum_up = total >= vs.spec.quorum and total > 0
+            else:
+                vs.quorum_up = before.quorum_up
+                actions.extend(self._update_quorum(vs))
             vs.desired = self._desired(vs)
             actions.append(WeightsChanged(vs.spec.key, dict(vs.desired)))
         return actions
+
+    def owns(self, state: CheckerState) -> bool:
+        """Whether ``state`` belongs to this core (not to one replaced by a reload)."""
+        return state.index < len(self.states) and self.states[state.index] is state
 
     def next_deadline(self) -> float | None:
         return self.timers.next_deadline()
@@ -345,19 +370,23 @@ class HealthCore:
                 if new.alive != vs.rs[ri].alive:
                     actions.extend(self._rs_notify(vs.spec, rs, up=new.alive))
                 vs.rs[ri] = new
-            total = self._alive_weight(vs)
-            q, h = vs.spec.quorum, vs.spec.hysteresis
-            if not vs.quorum_up and total > 0 and total >= q + h:
-                vs.quorum_up = True
-                actions.extend(self._quorum_notify(vs.spec, up=True))
-            elif vs.quorum_up and (total == 0 or total < q - h):
-                vs.quorum_up = False
-                actions.extend(self._quorum_notify(vs.spec, up=False))
+            actions.extend(self._update_quorum(vs))
             desired = self._desired(vs)
             if desired != vs.desired:
                 vs.desired = desired
                 actions.append(WeightsChanged(vs.spec.key, dict(desired)))
         return actions
+
+    def _update_quorum(self, vs: _VsState) -> list[Action]:
+        total = self._alive_weight(vs)
+        q, h = vs.spec.quorum, vs.spec.hysteresis
+        if not vs.quorum_up and total > 0 and total >= q + h:
+            vs.quorum_up = True
+            return self._quorum_notify(vs.spec, up=True)
+        if vs.quorum_up and (total == 0 or total < q - h):
+            vs.quorum_up = False
+            return self._quorum_notify(vs.spec, up=False)
+        return []
 
     @staticmethod
     def _rs_state(rs: RealServerSpec, states: list[CheckerState]) -> _RsState:

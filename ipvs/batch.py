@@ -11,20 +11,32 @@ A failure of one message does not stop the others (as when they are sent one by 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
+import functools
 import os
 import socket
 import struct
 from collections.abc import Sequence
 
+from . import replies
 from .errors import Exists, IPVSError, IPVSPermissionError, IPVSUnavailable, NotFound
-from .model import SERVICE_FLAG_BITS, Destination, DestKey, Service, ServiceKey, canonical_flags
+from .model import (
+    SERVICE_FLAG_BITS,
+    Destination,
+    DestKey,
+    ObservedService,
+    Service,
+    ServiceKey,
+    canonical_flags,
+)
 from .netlink import ALL_FLAGS_MASK, GENL_VERSION, Cmd, pack_addr, pack_netmask
 from .reconcile import AddDest, AddService, DelService, EditDest, EditService, Flush, Op
 
 NETLINK_GENERIC = 16
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLMSG_ERROR = 2
+NLM_F_DUMP = 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
 GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
 CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
 CHUNK = 256  # messages per datagram: ~9 KB of acks, far below the receive buffer
@@ -90,6 +102,24 @@ def dest_key_nla(key: DestKey, af: int = 0) -> list[bytes]:
     return [_u16(11, family), _nla(1, pack_addr(key.addr)), _be16(2, key.port)]
 
 
+# A whole destination in one pack (ports pre-swapped to network order): the attributes of
+# dest_key_nla + dest_nla below, in the same order, with the same padding.
+_DEST = struct.Struct("=HHH2x HH16s HHH2x HHI HHI HHI HHI HHB3x HHH2x HHH2x")
+
+
+def dest_attr(dest: Destination) -> bytes:
+    """The nested IPVS_CMD_ATTR_DEST of a full destination (the hot path of bulk adds)."""
+    key = dest.key
+    family = dest.af or (socket.AF_INET6 if key.addr.version == 6 else socket.AF_INET)
+    body = _DEST.pack(
+        6, 11, family, 20, 1, key.addr.packed, 6, 2, socket.htons(key.port),
+        8, 3, int(dest.forward), 8, 4, dest.weight, 8, 5, dest.u_threshold,
+        8, 6, dest.l_threshold, 5, 13, int(dest.tun_type), 6, 14, socket.htons(dest.tun_port),
+        6, 15, dest.tun_flags,
+    )
+    return struct.pack("=HH", 4 + len(body), 2) + body
+
+
 def dest_nla(dest: Destination) -> list[bytes]:
     return [
         *dest_key_nla(dest.key, dest.af),
@@ -97,6 +127,12 @@ def dest_nla(dest: Destination) -> list[bytes]:
         _u32(6, dest.l_threshold), _u8(13, int(dest.tun_type)), _be16(14, dest.tun_port),
         _u16(15, dest.tun_flags),
     ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _service_key_attr(key: ServiceKey) -> bytes:
+    """The nested service identity, shared by every destination op of that service."""
+    return _nested(1, service_key_nla(key))
 
 
 def op_payload(op: Op) -> tuple[Cmd, bytes]:
@@ -109,11 +145,11 @@ def op_payload(op: Op) -> tuple[Cmd, bytes]:
         return Cmd.DEL_SERVICE, _nested(1, service_key_nla(op.key))
     if isinstance(op, Flush):
         return Cmd.FLUSH, b""
-    svc = _nested(1, service_key_nla(op.service))
+    svc = _service_key_attr(op.service)
     if isinstance(op, AddDest):
-        return Cmd.NEW_DEST, svc + _nested(2, dest_nla(op.dest))
+        return Cmd.NEW_DEST, svc + dest_attr(op.dest)
     if isinstance(op, EditDest):
-        return Cmd.SET_DEST, svc + _nested(2, dest_nla(op.dest))
+        return Cmd.SET_DEST, svc + dest_attr(op.dest)
     return Cmd.DEL_DEST, svc + _nested(2, dest_key_nla(op.dest))
 
 
@@ -123,8 +159,8 @@ def encode(family: int, seq: int, cmd: int, payload: bytes, *,
     return struct.pack("=IHHII", 16 + len(body), family, flags, seq, 0) + body
 
 
-def error_for(code: int, op: Op) -> IPVSError:
-    name = type(op).__name__
+def error_for(code: int, op: object) -> IPVSError:
+    name = getattr(op, "name", None) or type(op).__name__
     text = f"{name}: {os.strerror(code)}"
     if code in (errno.ENOENT, errno.ESRCH):
         return NotFound(text, operation=name, errno=code)
@@ -225,3 +261,60 @@ class BatchSender:
                         results[seq - first] = error_for(code, ops[seq - first])
                     pending -= 1
                 pos += (length + 3) & ~3 if length else len(data)
+
+    # ------------------------------------------------------------ dump
+
+    async def dump(self) -> list[ObservedService]:
+        """Every service with its destinations: one GET_SERVICE dump, then one GET_DEST dump
+        per service on this plain socket (no per-request pyroute2 machinery), decoded by
+        ``ipvs.replies`` exactly as ``IPVSClient.dump_services`` decodes them."""
+        await self.open()
+        services = [replies.service(p) for p in await self._dump(Cmd.GET_SERVICE, b"",
+                                                                  replies.CMD_SERVICE)]
+        out = []
+        for svc in services:
+            key = svc.service.key
+            try:
+                found = await self._dump(Cmd.GET_DEST, _service_key_attr(key), replies.CMD_DEST)
+            except NotFound:  # deleted between the two dumps
+                continue
+            out.append(dataclasses.replace(
+                svc, dests=tuple(replies.dest(p, key.af) for p in found)))
+        return out
+
+    async def _dump(self, cmd: Cmd, payload: bytes, want: int) -> list[bytes]:
+        assert self._sock is not None
+        loop = asyncio.get_running_loop()
+        self._seq += 1
+        seq = self._seq
+        await loop.sock_sendall(self._sock, encode(self._family, seq, cmd, payload,
+                                                   flags=NLM_F_REQUEST | NLM_F_DUMP))
+        found: list[bytes] = []
+        async with asyncio.timeout(30.0):
+            while True:
+                data = await loop.sock_recv(self._sock, 1 << 20)
+                pos = 0
+                while pos + 16 <= len(data):
+                    length, kind, _flags, mseq = struct.unpack_from("=IHHI", data, pos)
+                    if length < 16:
+                        break
+                    if mseq == seq:
+                        if kind == NLMSG_DONE:
+                            return found
+                        if kind == NLMSG_ERROR:
+                            code = -struct.unpack_from("=i", data, pos + 16)[0]
+                            if code:
+                                raise error_for(code, _DumpOp(cmd.name))
+                            return found
+                        if kind == self._family:
+                            nested = replies.nested(data[pos + 20:pos + length], want)
+                            if nested is not None:
+                                found.append(nested)
+                    pos += (length + 3) & ~3
+
+
+@dataclasses.dataclass(frozen=True)
+class _DumpOp:
+    """Names a failed dump in error messages (error_for takes the op's type name)."""
+
+    name: str

@@ -27,6 +27,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
 
 from . import netlink as nl
+from . import replies
 from .errors import (
     Exists,
     InvalidArgument,
@@ -76,13 +77,17 @@ class IPVSClient:
 
     async def open(self) -> None:
         """Create the socket and resolve the "IPVS" family (IPVSUnavailable if it is missing)."""
+        async with self._lock:
+            await self._open_locked()
+
+    async def _open_locked(self) -> None:
         if self._sock is not None:
             return
         kwargs: dict[str, Any] = {"netns": self._netns} if self._netns else {}
         sock = AsyncGenericNetlinkSocket(**kwargs)
         try:
             await sock.setup_endpoint()
-            await sock.bind(nl.FAMILY, nl.IPVSMessage)
+            await sock.bind(nl.FAMILY, replies.IPVSReply)
         except NetlinkError as exc:
             sock.close()
             if exc.code in (errno.ENOENT, errno.ENOTSUP):
@@ -119,9 +124,8 @@ class IPVSClient:
     async def get_service(self, key: ServiceKey, *, dests: bool = True) -> ObservedService:
         """One service (NotFound if absent), with its destinations unless ``dests=False``."""
         _check_key(key, "get_service")
-        replies = await self._do("get_service", nl.Cmd.GET_SERVICE, _svc_key(key), key=key)
-        found = [nl.decode_service(m.get_attr("IPVS_CMD_ATTR_SERVICE")) for m in replies
-                 if m.get_attr("IPVS_CMD_ATTR_SERVICE") is not None]
+        found = [replies.service(p) for p in await self._do(
+            "get_service", nl.Cmd.GET_SERVICE, _svc_key(key), key=key, want=replies.CMD_SERVICE)]
         if not found:
             raise NotFound(f"service {_key_text(key)} does not exist", operation="get_service")
         service = found[0]
@@ -131,9 +135,8 @@ class IPVSClient:
 
     async def dump_services(self, *, dests: bool = True) -> list[ObservedService]:
         """Every service in the namespace (one dump), each with its destinations by default."""
-        replies = await self._do("dump_services", nl.Cmd.GET_SERVICE, [], dump=True)
-        services = [nl.decode_service(m.get_attr("IPVS_CMD_ATTR_SERVICE")) for m in replies
-                    if m.get_attr("IPVS_CMD_ATTR_SERVICE") is not None]
+        services = [replies.service(p) for p in await self._do(
+            "dump_services", nl.Cmd.GET_SERVICE, [], dump=True, want=replies.CMD_SERVICE)]
         if not dests:
             return services
         out = []
@@ -173,10 +176,9 @@ class IPVSClient:
 
     async def dump_dests(self, key: ServiceKey) -> list[ObservedDestination]:
         _check_key(key, "dump_dests")
-        replies = await self._do("dump_dests", nl.Cmd.GET_DEST, _svc_key(key), dump=True,
-                                 key=key)
-        return [nl.decode_dest(m.get_attr("IPVS_CMD_ATTR_DEST"), key.af) for m in replies
-                if m.get_attr("IPVS_CMD_ATTR_DEST") is not None]
+        found = await self._do("dump_dests", nl.Cmd.GET_DEST, _svc_key(key), dump=True, key=key,
+                               want=replies.CMD_DEST)
+        return [replies.dest(p, key.af) for p in found]
 
     # ------------------------------------------------------------ whole table
 
@@ -189,12 +191,12 @@ class IPVSClient:
         await self._do("zero", nl.Cmd.ZERO, _svc_key(key) if key is not None else [], key=key)
 
     async def info(self) -> IPVSInfo:
-        replies = await self._do("info", nl.Cmd.GET_INFO, [], reply_class=nl.IPVSInfoMessage)
-        return nl.decode_info(replies[0])
+        (top,) = await self._do("info", nl.Cmd.GET_INFO, [])
+        return replies.info(top)
 
     async def get_timeouts(self) -> Timeouts:
-        replies = await self._do("get_timeouts", nl.Cmd.GET_CONFIG, [])
-        return nl.decode_timeouts(replies[0])
+        (top,) = await self._do("get_timeouts", nl.Cmd.GET_CONFIG, [])
+        return replies.timeouts(top)
 
     async def set_timeouts(self, timeouts: Timeouts) -> None:
         """ipvsadm --set: 0 leaves that timeout unchanged."""
@@ -215,35 +217,34 @@ class IPVSClient:
         await self._do("delete_daemon", nl.Cmd.DEL_DAEMON, attrs)
 
     async def dump_daemons(self) -> list[SyncDaemon]:
-        replies = await self._do("dump_daemons", nl.Cmd.GET_DAEMON, [], dump=True)
-        return [nl.decode_daemon(m.get_attr("IPVS_CMD_ATTR_DAEMON")) for m in replies
-                if m.get_attr("IPVS_CMD_ATTR_DAEMON") is not None]
+        found = await self._do("dump_daemons", nl.Cmd.GET_DAEMON, [], dump=True,
+                               want=replies.CMD_DAEMON)
+        return [replies.daemon(p) for p in found]
 
     # ------------------------------------------------------------ transport
 
     async def _do(
         self, op: str, cmd: nl.Cmd, attrs: list[tuple[str, Any]], *, dump: bool = False,
-        reply_class: type | None = None, **context: Any,
-    ) -> list[Any]:
-        if self._sock is None:
-            await self.open()
-        sock = self._sock
-        assert sock is not None
+        want: int | None = None, **context: Any,
+    ) -> list[bytes]:
+        """Send one request; the raw attributes of each reply (or, with ``want``, the payload
+        of that nested top-level attribute of each reply that has it)."""
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
         async with self._lock:
+            await self._open_locked()  # lazily, on first use
+            sock = self._sock
+            assert sock is not None
             prid = sock.prid
-            if reply_class is not None:  # only while this request is the one in flight
-                sock.marshal.msg_map[prid] = reply_class
             try:
-                replies = await sock.nlm_request(nl.request(cmd, attrs), msg_type=prid,
-                                                 msg_flags=flags)
+                answer = await sock.nlm_request(nl.request(cmd, attrs), msg_type=prid,
+                                                msg_flags=flags)
                 # replies carry the kernel's own cmd (GET_INFO -> SET_INFO, ...): match by family
-                return [m async for m in replies if m["header"]["type"] == prid]
+                tops = [m.payload async for m in answer if m["header"]["type"] == prid]
             except NetlinkError as exc:
                 raise _map(exc.code, op, **context) from exc
-            finally:
-                if reply_class is not None:
-                    sock.marshal.msg_map[prid] = nl.IPVSMessage
+        if want is None:
+            return tops
+        return [p for p in (replies.nested(top, want) for top in tops) if p is not None]
 
 
 # ---------------------------------------------------------------- request helpers

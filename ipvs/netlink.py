@@ -2,7 +2,8 @@
 
 pyroute2's own IPVS classes mis-type several attributes (see shared/notes/libraries.md), so the
 family is described here from the kernel's uapi (include/uapi/linux/ip_vs.h), plus pure
-converters between these messages and the values in ``ipvs.model``.  Byte-order notes:
+converters from ``ipvs.model`` values to request attributes (replies are decoded with ``struct``
+in ``ipvs.replies``: pyroute2's per-attribute objects are too slow for big dumps).  Byte order:
 ports (service, destination, tunnel) are big-endian; the IPv4 service netmask is a big-endian
 mask while the IPv6 one is a prefix length in host order; the sync-daemon multicast port is in
 host order; addresses are 16-byte ``nf_inet_addr`` blobs (IPv4 in the first 4 bytes).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import enum
 import socket
 import struct
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from pyroute2.netlink import genlmsg, nla
@@ -23,18 +24,10 @@ from .model import (
     Address,
     Destination,
     DestKey,
-    Forward,
-    IPVSInfo,
-    ObservedDestination,
-    ObservedService,
-    Protocol,
     Service,
     ServiceKey,
-    Stats,
     SyncDaemon,
-    SyncState,
     Timeouts,
-    TunnelType,
     canonical_flags,
 )
 
@@ -156,7 +149,8 @@ class DaemonAttrs(nla):
 
 
 class IPVSMessage(genlmsg):
-    """Requests and replies of every command but GET_INFO (IPVS_CMD_ATTR_*)."""
+    """Requests of every command (IPVS_CMD_ATTR_*); the GET_INFO reply numbers its attributes
+    IPVS_INFO_ATTR_* instead (VERSION = 1, CONN_TAB_SIZE = 2): see ``ipvs.replies``."""
 
     nla_map = (
         (0, "IPVS_CMD_ATTR_UNSPEC", "none"),
@@ -171,16 +165,6 @@ class IPVSMessage(genlmsg):
     service = ServiceAttrs
     dest = DestAttrs
     daemon = DaemonAttrs
-
-
-class IPVSInfoMessage(genlmsg):
-    """The GET_INFO reply: its top-level attributes are IPVS_INFO_ATTR_*."""
-
-    nla_map = (
-        (0, "IPVS_INFO_ATTR_UNSPEC", "none"),
-        (1, "IPVS_INFO_ATTR_VERSION", "uint32"),
-        (2, "IPVS_INFO_ATTR_CONN_TAB_SIZE", "uint32"),
-    )
 
 
 def request(cmd: Cmd, attrs: list[tuple[str, Any]] | None = None) -> IPVSMessage:
@@ -199,23 +183,11 @@ def pack_addr(addr: Address) -> bytes:
     return addr.packed.ljust(16, b"\0")
 
 
-def unpack_addr(af: int, data: bytes) -> Address:
-    if af == socket.AF_INET6:
-        return IPv6Address(data[:16])
-    return IPv4Address(data[:4])
-
-
 def pack_netmask(af: int, prefix: int) -> bytes:
     if af == socket.AF_INET6:
         return struct.pack("=I", prefix)
     mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF if prefix else 0
     return struct.pack("!I", mask)
-
-
-def unpack_netmask(af: int, data: bytes) -> int:
-    if af == socket.AF_INET6:
-        return int(struct.unpack("=I", data[:4])[0])
-    return bin(struct.unpack("!I", data[:4])[0]).count("1")
 
 
 def _af_of(addr: Address) -> int:
@@ -256,49 +228,6 @@ def service_attrs(service: Service) -> list[tuple[str, Any]]:
     return attrs
 
 
-def decode_stats(attrs: nla | None) -> Stats:
-    if attrs is None:
-        return Stats()
-    values = [int(attrs.get_attr(f"IPVS_STATS_ATTR_{n}") or 0) for n in _STATS_NAMES]
-    return Stats(*values)
-
-
-def _stats_of(attrs: nla, prefix: str) -> Stats:
-    """STATS64 when the kernel sent it (>= 4.x), else the legacy 32-bit STATS."""
-    stats64 = attrs.get_attr(f"{prefix}STATS64")
-    return decode_stats(stats64 if stats64 is not None else attrs.get_attr(f"{prefix}STATS"))
-
-
-def decode_service(attrs: nla) -> ObservedService:
-    get = attrs.get_attr
-    af = int(get("IPVS_SVC_ATTR_AF"))
-    fwmark = int(get("IPVS_SVC_ATTR_FWMARK") or 0)
-    if fwmark:
-        key = ServiceKey(af=af, fwmark=fwmark)
-    else:
-        key = ServiceKey(
-            af=af,
-            protocol=Protocol(int(get("IPVS_SVC_ATTR_PROTOCOL"))),
-            addr=unpack_addr(af, get("IPVS_SVC_ATTR_ADDR")),
-            port=int(get("IPVS_SVC_ATTR_PORT") or 0),
-        )
-    raw_flags = get("IPVS_SVC_ATTR_FLAGS")
-    bits = int(raw_flags["flags"]) if raw_flags is not None else 0
-    flags = frozenset(
-        name for name, bit in SERVICE_FLAG_BITS.items() if bits & bit and name != "hashed"
-    )
-    netmask = get("IPVS_SVC_ATTR_NETMASK")
-    service = Service(
-        key=key,
-        scheduler=get("IPVS_SVC_ATTR_SCHED_NAME") or "",
-        flags=flags,
-        timeout=int(get("IPVS_SVC_ATTR_TIMEOUT") or 0),
-        netmask=unpack_netmask(af, netmask) if netmask is not None else 0,
-        pe_name=get("IPVS_SVC_ATTR_PE_NAME") or "",
-    )
-    return ObservedService(service=service, stats=_stats_of(attrs, "IPVS_SVC_ATTR_"))
-
-
 # ---------------------------------------------------------------- destinations
 
 
@@ -326,30 +255,6 @@ def dest_attrs(service_af: int, dest: Destination) -> list[tuple[str, Any]]:
     return attrs
 
 
-def decode_dest(attrs: nla, service_af: int) -> ObservedDestination:
-    get = attrs.get_attr
-    af = int(get("IPVS_DEST_ATTR_ADDR_FAMILY") or service_af)
-    dest = Destination(
-        key=DestKey(addr=unpack_addr(af, get("IPVS_DEST_ATTR_ADDR")),
-                    port=int(get("IPVS_DEST_ATTR_PORT") or 0)),
-        weight=int(get("IPVS_DEST_ATTR_WEIGHT") or 0),
-        forward=Forward(int(get("IPVS_DEST_ATTR_FWD_METHOD") or 0) & FWD_MASK),
-        u_threshold=int(get("IPVS_DEST_ATTR_U_THRESH") or 0),
-        l_threshold=int(get("IPVS_DEST_ATTR_L_THRESH") or 0),
-        af=0 if af == service_af else af,
-        tun_type=TunnelType(int(get("IPVS_DEST_ATTR_TUN_TYPE") or 0)),
-        tun_port=int(get("IPVS_DEST_ATTR_TUN_PORT") or 0),
-        tun_flags=int(get("IPVS_DEST_ATTR_TUN_FLAGS") or 0),
-    )
-    return ObservedDestination(
-        dest=dest,
-        active_conns=int(get("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0),
-        inactive_conns=int(get("IPVS_DEST_ATTR_INACT_CONNS") or 0),
-        persist_conns=int(get("IPVS_DEST_ATTR_PERSIST_CONNS") or 0),
-        stats=_stats_of(attrs, "IPVS_DEST_ATTR_"),
-    )
-
-
 # ---------------------------------------------------------------- daemons, config, info
 
 
@@ -372,44 +277,9 @@ def daemon_attrs(daemon: SyncDaemon) -> list[tuple[str, Any]]:
     return attrs
 
 
-def decode_daemon(attrs: nla) -> SyncDaemon:
-    get = attrs.get_attr
-    group: Address | None = None
-    if get("IPVS_DAEMON_ATTR_MCAST_GROUP6") is not None:
-        group = ip_address(get("IPVS_DAEMON_ATTR_MCAST_GROUP6")[:16])
-    elif get("IPVS_DAEMON_ATTR_MCAST_GROUP") is not None:
-        group = ip_address(get("IPVS_DAEMON_ATTR_MCAST_GROUP")[:4])
-    return SyncDaemon(
-        state=SyncState(int(get("IPVS_DAEMON_ATTR_STATE"))),
-        mcast_ifn=get("IPVS_DAEMON_ATTR_MCAST_IFN") or "",
-        sync_id=int(get("IPVS_DAEMON_ATTR_SYNC_ID") or 0),
-        sync_maxlen=int(get("IPVS_DAEMON_ATTR_SYNC_MAXLEN") or 0),
-        mcast_group=group,
-        mcast_port=int(get("IPVS_DAEMON_ATTR_MCAST_PORT") or 0),
-        mcast_ttl=int(get("IPVS_DAEMON_ATTR_MCAST_TTL") or 0),
-    )
-
-
 def timeout_attrs(timeouts: Timeouts) -> list[tuple[str, Any]]:
     return [
         ("IPVS_CMD_ATTR_TIMEOUT_TCP", timeouts.tcp),
         ("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN", timeouts.tcp_fin),
         ("IPVS_CMD_ATTR_TIMEOUT_UDP", timeouts.udp),
     ]
-
-
-def decode_timeouts(msg: genlmsg) -> Timeouts:
-    return Timeouts(
-        tcp=int(msg.get_attr("IPVS_CMD_ATTR_TIMEOUT_TCP") or 0),
-        tcp_fin=int(msg.get_attr("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN") or 0),
-        udp=int(msg.get_attr("IPVS_CMD_ATTR_TIMEOUT_UDP") or 0),
-    )
-
-
-def decode_info(msg: genlmsg) -> IPVSInfo:
-    code = int(msg.get_attr("IPVS_INFO_ATTR_VERSION") or 0)
-    return IPVSInfo(
-        version=f"{code >> 16}.{(code >> 8) & 0xFF}.{code & 0xFF}",
-        version_code=code,
-        conn_tab_size=int(msg.get_attr("IPVS_INFO_ATTR_CONN_TAB_SIZE") or 0),
-    )

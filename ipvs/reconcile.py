@@ -35,7 +35,10 @@ from ipvs.model import (
     ObservedService,
     Service,
     ServiceKey,
+    Stats,
 )
+
+_ZERO = Stats()  # shared by every new entry (frozen)
 
 # Flags the kernel sets on its own; never compared, never sent.
 KERNEL_FLAGS = frozenset({"hashed"})
@@ -147,7 +150,7 @@ def plan(desired: DesiredState, observed: ObservedState, owned: Iterable[Service
             ops.append(AddService(want.service))
             ops.extend(AddDest(key, d) for d in want.dests)
             continue
-        if not same_service(want.service, have.service):
+        if want.service is not have.service and not same_service(want.service, have.service):
             ops.append(EditService(want.service))
         ops.extend(_dest_ops(key, want.dests, have.dests))
     return ops
@@ -156,6 +159,8 @@ def plan(desired: DesiredState, observed: ObservedState, owned: Iterable[Service
 def _dest_ops(
     key: ServiceKey, want: Sequence[Destination], have: Sequence[ObservedDestination]
 ) -> list[Op]:
+    if len(want) == len(have) and all(w is o.dest for w, o in zip(want, have, strict=True)):
+        return []  # the very objects we programmed (the cached table after our own ops)
     current = {o.dest.key: o.dest for o in have}
     wanted_keys = set()
     adds: list[Op] = []
@@ -214,31 +219,42 @@ def sorted_keys(keys: Iterable[ServiceKey]) -> list[ServiceKey]:
 def apply(observed: ObservedState, ops: Iterable[Op]) -> dict[ServiceKey, ObservedService]:
     """The table after the kernel executes ``ops`` (raises KeyError/ValueError as it would).
 
-    Counters of surviving destinations are kept; new entries start at zero.
+    Counters of surviving destinations are kept; new entries start at zero.  Linear in the
+    number of ops: destination changes are gathered per service and materialised once.
     """
     table: dict[ServiceKey, ObservedService] = dict(observed)
+    touched: dict[ServiceKey, dict[DestKey, ObservedDestination]] = {}
+
+    def dests_of(key: ServiceKey) -> dict[DestKey, ObservedDestination]:
+        found = touched.get(key)
+        if found is None:
+            found = touched[key] = {o.dest.key: o for o in table[key].dests}
+        return found
+
     for op in ops:
         if isinstance(op, Flush):
             table.clear()
+            touched.clear()
         elif isinstance(op, AddService):
             if op.service.key in table:
                 raise ValueError(f"service exists: {op.service.key}")
             table[op.service.key] = ObservedService(service=op.service)
+            touched[op.service.key] = {}
         elif isinstance(op, EditService):
-            old = table[op.service.key]
-            table[op.service.key] = replace(old, service=op.service)
+            table[op.service.key] = replace(table[op.service.key], service=op.service)
         elif isinstance(op, DelService):
             del table[op.key]
+            touched.pop(op.key, None)
         else:
-            svc = table[op.service]
-            dests = {o.dest.key: o for o in svc.dests}
+            dests = dests_of(op.service)
             if isinstance(op, AddDest):
                 if op.dest.key in dests:
                     raise ValueError(f"destination exists: {op.dest.key}")
-                dests[op.dest.key] = ObservedDestination(dest=op.dest)
+                dests[op.dest.key] = ObservedDestination(op.dest, 0, 0, 0, _ZERO)
             elif isinstance(op, EditDest):
                 dests[op.dest.key] = replace(dests[op.dest.key], dest=op.dest)
             else:
                 del dests[op.dest]
-            table[op.service] = replace(svc, dests=tuple(dests.values()))
+    for key, dests in touched.items():
+        table[key] = replace(table[key], dests=tuple(dests.values()))
     return table

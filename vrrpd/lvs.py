@@ -42,8 +42,8 @@ from ipvs.reconcile import (
     stop_plan,
 )
 from vrrpd.config.model import Config, FlushOnStop
-from vrrpd.lvs_checks import health_specs
-from vrrpd.lvs_desired import CompiledVs, compile_config, desired
+from vrrpd.lvs_checks import SpecCache
+from vrrpd.lvs_desired import CompileCache, CompiledVs, compile_config, desired
 from vrrpd.lvs_kernel import IpvsBackend, describe, execute
 
 __all__ = ["CheckerFactory", "CheckerLike", "LvsRunner", "SyncResult", "stop_mode"]
@@ -102,6 +102,7 @@ class LvsStats:
     ops: int = 0
     failures: int = 0
     last_error: str | None = None
+    last_sync_seconds: float = 0.0
 
 
 class LvsRunner:
@@ -116,10 +117,12 @@ class LvsRunner:
         drain_timeout: float = 0.0,
         keep_on_stop: bool = False,
         batch: bool | None = None,
+        max_sync_share: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.sync_interval = sync_interval
+        self.max_sync_share = max_sync_share
         self.retry_interval = retry_interval
         self.drain_timeout = drain_timeout
         self.keep_on_stop = keep_on_stop
@@ -134,7 +137,9 @@ class LvsRunner:
         self._client: IpvsBackend | None = None
         self._checkers: CheckerLike | None = None
         self._specs: list[VirtualServerSpec] = []
-        self._compiled: list[CompiledVs] = compile_config(config)
+        self._spec_cache = SpecCache()
+        self._compile_cache: CompileCache = {}
+        self._compiled: list[CompiledVs] = compile_config(config, self._compile_cache)
         self._weights: dict[str, Mapping[ServerKey, int]] = {}
         self._observed: dict[ServiceKey, ObservedService] = {}
         self._owned: set[ServiceKey] = set()
@@ -251,15 +256,16 @@ class LvsRunner:
         only the differences (planned against the cached table, no dump)."""
         async with self._lock:
             self.config = config
-            self._compiled = compile_config(config)
-            specs = health_specs(config)
+            self._compiled = compile_config(config, self._compile_cache)
+            specs = (self._spec_cache.specs(config) if self._checker_factory is not None
+                     else self._specs)
             if specs != self._specs:
                 await self._stop_checkers()
-                self._weights = {k: v for k, v in self._weights.items()
-                                 if any(c.vs_key == k for c in self._compiled)}
+                known = {c.vs_key for c in self._compiled}
+                self._weights = {k: v for k, v in self._weights.items() if k in known}
                 self._hold = True
                 try:
-                    await self._start_checkers()
+                    await self._start_checkers(specs)
                 finally:
                     self._hold = False
             result = await self._reconcile(dump=False)
@@ -289,10 +295,10 @@ class LvsRunner:
 
     # ---------------------------------------------------------------- internals
 
-    async def _start_checkers(self) -> None:
-        self._specs = health_specs(self.config)
+    async def _start_checkers(self, specs: list[VirtualServerSpec] | None = None) -> None:
         if self._checker_factory is None:
             return
+        self._specs = specs if specs is not None else self._spec_cache.specs(self.config)
         self._checkers = self._checker_factory(self._specs, self.on_weights)
         await self._checkers.start()
 
@@ -305,7 +311,8 @@ class LvsRunner:
                 log.exception("checkers_stop_failed")
 
     async def _run(self) -> None:
-        """Full sync every ``sync_interval``; checker changes in between against the cache.
+        """Full sync every ``sync_interval`` (longer when one dump takes more than
+        ``max_sync_share`` of that); checker changes in between against the cache.
         After a failure the next full sync comes ``retry_interval`` later, doubling."""
         backoff = self.retry_interval
         delay = self.sync_interval
@@ -320,11 +327,15 @@ class LvsRunner:
                 result = await self._safe(self.reconcile_cached)
                 if result.failed or result.error:
                     deadline = min(deadline, self._clock() + backoff)
+            started = self._clock()
             result = await self._safe(self.sync)
+            took = self.stats.last_sync_seconds = self._clock() - started
             if result.failed or result.error:
                 delay, backoff = backoff, min(backoff * 2, self.sync_interval)
             else:
-                delay, backoff = self.sync_interval, self.retry_interval
+                # a huge table makes a dump expensive: spend at most max_sync_share of the time
+                delay = max(self.sync_interval, took / self.max_sync_share)
+                backoff = self.retry_interval
 
     async def _safe(self, step: Callable[[], Awaitable[SyncResult]]) -> SyncResult:
         try:
@@ -338,7 +349,8 @@ class LvsRunner:
         assert self._client is not None
         self.stats.dumps += 1
         try:
-            services = await self._client.dump_services()
+            services = await (self._batch.dump() if self._batch is not None
+                              else self._client.dump_services())
         except Exception as exc:
             result.error = f"{type(exc).__name__}: {exc}"
             self._need_dump = True

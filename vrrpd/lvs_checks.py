@@ -130,5 +130,22 @@ def vs_spec(vs: VirtualServer, config: Config) -> VirtualServerSpec:
     )
 
 
+class SpecCache:
+    """Reuse the specs of unchanged virtual servers across reloads (while global_defs and
+    track_files are unchanged), so comparing old and new specs is mostly identity checks."""
+
+    def __init__(self) -> None:
+        self._context: tuple[object, object] | None = None
+        self._specs: dict[VirtualServer, VirtualServerSpec] = {}
+
+    def specs(self, config: Config) -> list[VirtualServerSpec]:
+        context = (config.global_defs, dict(config.track_files))
+        if context != self._context:
+            self._context, self._specs = context, {}
+        fresh = {vs: self._specs.get(vs) or vs_spec(vs, config) for vs in config.virtual_servers}
+        self._specs = fresh
+        return [fresh[vs] for vs in config.virtual_servers]
+
+
 def health_specs(config: Config) -> list[VirtualServerSpec]:
     return [vs_spec(vs, config) for vs in config.virtual_servers]

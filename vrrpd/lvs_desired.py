@@ -163,8 +163,26 @@ def compile_vs(vs: VirtualServer, groups: Mapping[str, VirtualServerGroup]) -> C
     )
 
 
-def compile_config(config: Config) -> list[CompiledVs]:
-    return [compile_vs(vs, config.virtual_server_groups) for vs in config.virtual_servers]
+CompileCache = dict[tuple[VirtualServer, VirtualServerGroup | None], CompiledVs]
+
+
+def compile_config(config: Config, cache: CompileCache | None = None) -> list[CompiledVs]:
+    """Every virtual server compiled; with ``cache`` (filled in place) a reload recompiles
+    only the virtual servers (or their groups) that changed."""
+    groups = config.virtual_server_groups
+    out = []
+    fresh: CompileCache = {}
+    for vs in config.virtual_servers:
+        key = (vs, groups.get(vs.group) if vs.group is not None else None)
+        compiled = cache.get(key) if cache is not None else None
+        if compiled is None:
+            compiled = compile_vs(vs, groups)
+        fresh[key] = compiled
+        out.append(compiled)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    return out
 
 
 def desired(compiled: Sequence[CompiledVs], weights: Weights) -> dict[ServiceKey, DesiredService]:

@@ -79,9 +79,11 @@ class Listener:
         self.sock.close()
 
 
-def _cpu_of(pid: int) -> float:
+def _cpu_of(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
 
 
 def _hwm_of(pid: int) -> int:
@@ -102,21 +104,6 @@ async def _ours(conf: str, duration: float) -> dict[str, float]:
     t0 = time.monotonic()
     config, _diags = load(conf, config_id="")
     specs = health_specs(config)
-    probes = 0
-    ok = 0
-    from healthcheck.checkers import ProbeContext, start_probe
-    from healthcheck.model import CheckResult, CheckSpec
-
-    def count(fut: asyncio.Future[CheckResult]) -> None:
-        nonlocal probes, ok
-        probes += 1
-        ok += not fut.cancelled() and fut.result().ok
-
-    def counting(spec: CheckSpec, ctx: ProbeContext) -> asyncio.Future[CheckResult]:
-        fut = asyncio.ensure_future(start_probe(spec, ctx))
-        fut.add_done_callback(count)
-        return fut
-
     gc_pauses: list[float] = []
     gc_t0 = [0.0]
 
@@ -128,7 +115,14 @@ async def _ours(conf: str, duration: float) -> dict[str, float]:
 
     gc.callbacks.append(gc_cb)
 
-    mgr = CheckerManager(specs, on_change=lambda vs, servers: None, probe=counting)
+    mgr = CheckerManager(specs, on_change=lambda vs, servers: None)
+
+    def probes() -> int:
+        return sum(st.runs for st in mgr.core.states)
+
+    def ups() -> int:
+        return sum(st.up and st.last is not None and st.last.ok for st in mgr.core.states)
+
     loop = asyncio.get_running_loop()
     late: list[float] = []
     start = loop.time()
@@ -151,21 +145,24 @@ async def _ours(conf: str, duration: float) -> dict[str, float]:
     setup = time.monotonic() - t0
     await asyncio.sleep(DELAY_LOOP)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    p0 = probes
+    p0 = probes()
     gc_pauses.clear()
     late_before = len(late)
     await asyncio.sleep(duration)
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    steady_probes = probes - p0
+    steady_probes = probes() - p0
+    total_probes, ok = probes(), ups()
     await mgr.stop()
     return {
         "setup_s": setup,
         "cpu_steady_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
         "cpu_total_s": ru1.ru_utime + ru1.ru_stime,
+        "cpu_steady_user_s": ru1.ru_utime - ru0.ru_utime,
+        "cpu_steady_sys_s": ru1.ru_stime - ru0.ru_stime,
         "peak_rss_kib": ru1.ru_maxrss,
         "probes_steady": steady_probes,
-        "probes_ok": ok,
-        "probes": probes,
+        "checks_up_at_end": ok,
+        "probes": total_probes,
         "advert_lateness_max_ms": max(late[late_before:]) * 1000,
         "advert_lateness_p50_ms": sorted(late[late_before:])[(len(late) - late_before) // 2] * 1000,
         "advert_lateness_max_warmup_ms": max(late[:late_before], default=0.0) * 1000,
@@ -211,8 +208,10 @@ def run_keepalived(conf: Path, duration: float, tmp: Path,
         c0, a0 = _cpu_of(child), listener.accepted
         time.sleep(duration)
         c1, a1 = _cpu_of(child), listener.accepted
-        return {"cpu_steady_s": c1 - c0, "cpu_total_s": c1, "peak_rss_kib": _hwm_of(child),
-                "elapsed_s": time.monotonic() - t_start, "probes_steady": a1 - a0}
+        return {"cpu_steady_s": sum(c1) - sum(c0), "cpu_total_s": sum(c1),
+                "cpu_steady_user_s": c1[0] - c0[0], "cpu_steady_sys_s": c1[1] - c0[1],
+                "peak_rss_kib": _hwm_of(child), "elapsed_s": time.monotonic() - t_start,
+                "probes_steady": a1 - a0}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

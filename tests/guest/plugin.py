@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from . import qemu
 IN_GUEST = os.environ.get("VRRPD_IN_GUEST") == "1"
 _REPORTS = "reports.jsonl"
 _TAIL = 60  # console/output lines quoted in a failure
+_PROGRESS = re.compile(r"::\S+ (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)")
 
 
 @dataclass
@@ -132,11 +134,18 @@ def _boot_and_run(session: pytest.Session) -> _GuestRun:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
         }
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        progress = None
+        if reporter is not None and config.option.verbose > 0:
+            def progress(line: str) -> None:  # guest results as they happen, with -v
+                if _PROGRESS.search(line):
+                    reporter.write_line(f"  [guest] {line.strip()}")
         try:
             run.result = qemu.run_in_guest(
                 argv, share, cwd=str(config.rootpath), env=env,
                 timeout=_guest_timeout(len(items)),
                 smp=int(os.environ.get("VRRPD_GUEST_SMP", "1")),
+                on_output=progress,
             )
         except Exception as exc:  # no qemu, no kernel, unreadable /boot, ...
             run.error = f"{type(exc).__name__}: {exc}"

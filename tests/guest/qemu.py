@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 # Where the guest sees the writable share.
@@ -251,13 +251,15 @@ def run_in_guest(
     memory_mb: int = 2048,
     smp: int = 1,
     image: GuestImage | None = None,
-    on_console: object = None,
+    on_console: Callable[[str], object] | None = None,
+    on_output: Callable[[str], object] | None = None,
 ) -> GuestResult:
     """Boot, run ``argv`` (in ``cwd``, with ``env`` added) as root, power off.
 
     ``share`` is a host directory the guest sees read-write at GUEST_SHARE; the command's
-    output is in ``share/output.txt``.  Must be called from the main thread (PDEATHSIG is
-    tied to the creating thread).
+    output is in ``share/output.txt``; ``on_console`` / ``on_output`` get console / output
+    lines as they come (from another thread).  Must be called from the main thread
+    (PDEATHSIG is tied to the creating thread).
     """
     image = image or prepare_image()
     share.mkdir(parents=True, exist_ok=True)
@@ -286,11 +288,35 @@ def run_in_guest(
             console.append(line)
             if READY_MARK in line and not ready:
                 ready.append(time.monotonic() - start)
-            if callable(on_console):
+            if on_console is not None:
                 on_console(line)
+
+    finished = threading.Event()
+
+    def tail_output() -> None:  # the share is written through (sync mount): poll it
+        assert on_output is not None
+        offset, pending = 0, b""
+        while True:
+            stop = finished.wait(1.0)
+            try:
+                with (share / "output.txt").open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+            except OSError:
+                chunk = b""
+            offset += len(chunk)
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                on_output(line.decode(errors="replace"))
+            if stop:
+                return
 
     thread = threading.Thread(target=reader, name="qemu-console", daemon=True)
     thread.start()
+    tailer = None
+    if on_output is not None:
+        tailer = threading.Thread(target=tail_output, name="qemu-output", daemon=True)
+        tailer.start()
     timed_out = False
     try:
         proc.wait(timeout=timeout)
@@ -300,6 +326,9 @@ def run_in_guest(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        finished.set()
+        if tailer is not None:
+            tailer.join(timeout=5)
     thread.join(timeout=5)
     total = time.monotonic() - start
     rc_file = share / "rc"

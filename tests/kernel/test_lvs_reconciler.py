@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from guest.netns import GuestNetns
 
+from ipvs.batch import BatchSender
 from ipvs.client import IPVSClient
 from ipvs.listing import render
 from vrrpd.config.loader import load, load_text
@@ -112,8 +113,13 @@ async def test_listing_matches_ipvsadm_on_a_varied_table(ipvs_ns: GuestNetns) ->
         ipvs_ns.ipvsadm(*cmd.split())
     async with IPVSClient() as client:
         info = await client.info()
-        ours = render(await client.dump_services(), version=info.version,
-                      size=info.conn_tab_size)
+        dumped = await client.dump_services()
+        ours = render(dumped, version=info.version, size=info.conn_tab_size)
+    batch = BatchSender()
+    try:
+        assert await batch.dump() == dumped  # the runner's fast dump reads the same table
+    finally:
+        batch.close()
     theirs = ipvs_ns.ipvsadm("-L", "-n")
     assert ours == theirs, f"ours:\n{ours}\nipvsadm:\n{theirs}"
 
@@ -249,6 +255,8 @@ def test_daemon_programs_the_seed_and_cleans_up_on_sigterm(seed_ns: GuestNetns) 
             assert proc.poll() is None, proc.communicate()[0]
             time.sleep(0.3)
         assert table(seed_ns) == SEED_TABLE
+        listing = seed_ns.run(sys.executable, "-m", "vrrpd", "--list-ipvs").stdout
+        assert listing == seed_ns.ipvsadm("-L", "-n")  # the CLI listing, byte for byte
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
         assert proc.returncode == 0, output

@@ -148,15 +148,19 @@ class Lab:
     def __post_init__(self) -> None:
         self.id = self.id or f"{self.prefix}{secrets.token_hex(3)}"
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.id}-"))
-        self.bridge_ns = self._add_ns("br")
-        run(["ip", "-n", self.bridge_ns, "link", "add", "br0", "type", "bridge",
-             "stp_state", "0", "mcast_snooping", "0"])
-        run(["ip", "-n", self.bridge_ns, "link", "set", "br0", "up"])
+        try:
+            self.bridge_ns = self._add_ns("br")
+            run(["ip", "-n", self.bridge_ns, "link", "add", "br0", "type", "bridge",
+                 "stp_state", "0", "mcast_snooping", "0"])
+            run(["ip", "-n", self.bridge_ns, "link", "set", "br0", "up"])
+        except BaseException:
+            self.close()
+            raise
 
     def _add_ns(self, name: str) -> str:
         ns = f"{self.id}-{name}"
+        self.namespaces.append(ns)  # before creating it: close() deletes whatever exists
         run(["ip", "netns", "add", ns])
-        self.namespaces.append(ns)
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
         return ns
 

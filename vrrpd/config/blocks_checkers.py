@@ -194,7 +194,7 @@ def _misc_user(ctx: Ctx, node: Node, values: Values) -> None:
 
 MISC = Block("MISC_CHECK", {
     **TIMERS,
-    "misc_path": command("misc_path"),
+    "misc_path": command("misc_path", user_allowed=False),
     "misc_timeout": value("misc_timeout", _POS_TIMER),
     "misc_dynamic": flag("misc_dynamic"),
     "user": _misc_user,

@@ -103,7 +103,7 @@ def _persistence_timeout(ctx: Ctx, node: Node, values: Values) -> None:
 
 
 def _granularity(text_: str) -> int:
-    if text_.isdigit() and 1 <= int(text_) <= 128:
+    if text_.isascii() and text_.isdigit() and 1 <= int(text_) <= 128:
         return int(text_)
     try:
         mask = IPv4Address(text_)
@@ -251,14 +251,15 @@ def load_virtual_server(ctx: Ctx, node: Node) -> Values | None:
     return values
 
 
-def _common_out(values: Values, parent: Values | None, gdefs: GlobalDefs) -> Values:
+def _inherit(values: Values, parent: Values) -> Values:
     """Resolve the settings a real server inherits from its virtual server."""
     out = dict(values)
-    if parent is not None:
-        for key in ("lvs_method", "tunnel", "inhibit_on_failure", "alpha", "virtualhost",
-                    "delay_loop", "connect_timeout", "retry", "delay_before_retry", "warmup"):
-            if key not in out and key in parent:
-                out[key] = parent[key]
+    if "lvs_method" in out:  # an own method never takes the virtual server's tunnel
+        out.setdefault("tunnel", None)
+    for key in ("lvs_method", "tunnel", "inhibit_on_failure", "alpha", "virtualhost",
+                "delay_loop", "connect_timeout", "retry", "delay_before_retry", "warmup"):
+        if key not in out and key in parent:
+            out[key] = parent[key]
     return out
 
 
@@ -324,7 +325,7 @@ def build_virtual_server(ctx: Ctx, values: Values, gdefs: GlobalDefs) -> Virtual
 
 
 def _build_real_server(raw: Values, vs: Values, gdefs: GlobalDefs) -> RealServer:
-    rs = _common_out(raw, vs, gdefs)
+    rs = _inherit(raw, vs)
     checkers_raw: list[Values] = rs.pop("_checkers")
     if "smtp_alert" not in rs:
         default = gdefs.smtp_alert_checker if gdefs.smtp_alert_checker is not None \

@@ -52,7 +52,7 @@ def _user(ctx: Ctx, node: Node, values: Values) -> None:
 
 
 VRRP_SCRIPT = Block("vrrp_script", {
-    "script": command("script"),
+    "script": command("script", user_allowed=False),
     "interval": value("interval", seconds(0, 1e6, allow_zero=False)),
     "timeout": value("timeout", seconds(0, 1e6, allow_zero=False)),
     "weight": _weight(-253, 253),

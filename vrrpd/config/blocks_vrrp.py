@@ -51,6 +51,13 @@ def _state(ctx: Ctx, node: Node, values: Values) -> None:
         ctx.extra(node, 1)
 
 
+def _interface(ctx: Ctx, node: Node, values: Values) -> None:
+    got = ctx.arg(node, word)
+    if got is not None:
+        values["interface"] = got
+        values["interface_pos"] = node.pos
+
+
 def _priority(ctx: Ctx, node: Node, values: Values) -> None:
     got = ctx.arg(node, int_range(1, 255))
     # keepalived: an invalid priority falls back to 100 even with `state MASTER`.
@@ -108,6 +115,8 @@ def _debug(ctx: Ctx, node: Node, values: Values) -> None:
             values["debug"] = got
     else:
         values["debug"] = 1
+        ctx.warn(node.pos, "'debug' without a level is deprecated (keepalived 1.x): keepalived "
+                           "2.2.7 aborts on it; write 'debug 1'")
     ctx.not_acted(node)
 
 
@@ -119,7 +128,7 @@ def _virtual_routes(ctx: Ctx, node: Node, values: Values) -> None:
 INSTANCE = Block("vrrp_instance", {
     **known_not_acted(_NOT_ACTED),
     "state": _state,
-    "interface": value("interface", word),
+    "interface": _interface,
     "virtual_router_id": value("virtual_router_id", int_range(1, 255)),
     "priority": _priority,
     "advert_int": _advert_int,
@@ -184,12 +193,11 @@ def build_instance(ctx: Ctx, values: Values, gdefs: GlobalDefs) -> VrrpInstance 
         ctx.error(pos, f"vrrp_instance {name}: the virtual router id must be set "
                        f"(virtual_router_id 1..255)", "the instance is ignored")
         return None
-    if "interface" not in values:
-        if gdefs.default_interface is None:
-            ctx.error(pos, f"vrrp_instance {name}: no 'interface' given",
-                      "the instance is ignored")
-            return None
-        values["interface"] = gdefs.default_interface
+    if "interface" not in values:  # default_interface does not apply (keepalived 2.2.7)
+        ctx.error(pos, f"vrrp_instance {name}: no 'interface' given",
+                  "the instance is ignored, as keepalived (default_interface is only for "
+                  "static addresses)")
+        return None
     vips = values.get("virtual_ipaddresses", ())
     if vips:
         family = vips[0].address.version
@@ -206,7 +214,9 @@ def build_instance(ctx: Ctx, values: Values, gdefs: GlobalDefs) -> VrrpInstance 
     if "priority" not in values:
         state = values.get("state", InitialState.BACKUP)
         values["priority"] = 255 if state is InitialState.MASTER else 100
-    values.setdefault("version", gdefs.vrrp_version)
+    vips = values.get("virtual_ipaddresses", ())
+    if "version" not in values:  # keepalived: IPv6 instances use VRRPv3
+        values["version"] = 3 if vips and vips[0].address.version == 6 else gdefs.vrrp_version
     if values["version"] == 2 and values.get("advert_int", 1.0) % 1:
         rounded = float(max(1, round(values["advert_int"])))
         ctx.warn(pos, f"vrrp_instance {name}: VRRPv2 advert_int must be whole seconds; "

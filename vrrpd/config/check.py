@@ -94,7 +94,9 @@ def load_for_check(path: str, *, config_id: str,
         nodes = read_tree(path, config_id=config_id, diagnostics=diagnostics)
         return nodes, diagnostics
     config, found = load(path, config_id=config_id)
-    return config, [*found, *(missing_interfaces(config) if host_checks else ())]
+    # A ~SEQ line reports its problem once per generated line, at the same place: once is enough.
+    unique = list(dict.fromkeys(found))
+    return config, [*unique, *(missing_interfaces(config) if host_checks else ())]
 
 
 def missing_interfaces(config: Any) -> list[Diagnostic]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vrrpd.config.errors import Diagnostic, Position, Severity
+from vrrpd.config.fastnew import new_position, new_token
 from vrrpd.config.nodes import Token
 
 QUOTES = '"'
@@ -46,9 +47,9 @@ class SrcText:
     def pos(self, i: int) -> Position:
         if self.origins is not None:
             if not self.origins:
-                return Position(self.file, self.line, self.col)
+                return new_position(self.file, self.line, self.col)
             return self.origins[min(i, len(self.origins) - 1)]
-        return Position(self.file, self.line, self.col + i)
+        return new_position(self.file, self.line, self.col + i)
 
     def slice(self, start: int, end: int | None = None) -> SrcText:
         end = len(self.text) if end is None else end
@@ -131,7 +132,7 @@ def tokenize(src: SrcText, diagnostics: list[Diagnostic]) -> list[Token]:
         file, line, col = src.file, src.line, src.col
         for word in text.split():
             i = text.index(word, i)
-            tokens.append(Token(word, Position(file, line, col + i)))
+            tokens.append(new_token(word, new_position(file, line, col + i)))
             i += len(word)
         return tokens
     return _tokenize_slow(src, diagnostics)
@@ -148,7 +149,7 @@ def _tokenize_slow(src: SrcText, diagnostics: list[Diagnostic]) -> list[Token]:
             i += 1
             continue
         if ch in BRACES:
-            tokens.append(Token(ch, src.pos(i)))
+            tokens.append(new_token(ch, src.pos(i)))
             i += 1
             continue
         if ch in QUOTES:
@@ -160,7 +161,7 @@ def _tokenize_slow(src: SrcText, diagnostics: list[Diagnostic]) -> list[Token]:
                     f"add the closing {ch}",
                 ))
                 return tokens
-            tokens.append(Token(text[i + 1:end], src.pos(i), quoted=True))
+            tokens.append(new_token(text[i + 1:end], src.pos(i), True))
             i = end + 1
             continue
         start = i
@@ -169,5 +170,5 @@ def _tokenize_slow(src: SrcText, diagnostics: list[Diagnostic]) -> list[Token]:
             if c in _WS or c in BRACES or c in QUOTES:
                 break
             i += 1
-        tokens.append(Token(text[start:i], src.pos(start)))
+        tokens.append(new_token(text[start:i], src.pos(start)))
     return tokens

@@ -65,6 +65,7 @@ class TrackInterface:
     name: str
     weight: int = 0
     reverse: bool = False
+    pos: Position | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +75,7 @@ class TrackScriptRef:
     name: str
     weight: int | None = None
     reverse: bool = False
+    pos: Position | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +85,7 @@ class TrackFileRef:
     name: str
     weight: int | None = None
     reverse: bool = False
+    pos: Position | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +176,7 @@ class VrrpInstance:
     name: str
     interface: str
     virtual_router_id: int
+    interface_pos: Position | None = field(default=None, compare=False)  # the 'interface' line
     state: InitialState = InitialState.BACKUP
     priority: int = 100
     advert_int: float = 1.0

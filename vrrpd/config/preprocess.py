@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass, field
 
 from vrrpd.config.errors import Diagnostic, Position, Severity
+from vrrpd.config.fastnew import token_factory
 from vrrpd.config.lexer import SrcText, concat, indent_of, strip_comment, tokenize
+from vrrpd.config.linegen import expand_braces, matching_paren, parse_lst, parse_seq
 from vrrpd.config.nodes import Token
 
 _DEF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
@@ -29,6 +31,10 @@ INCLUDE_KEYWORDS = frozenset({"include", "includer", "includem", "includew", "in
                               "includea", "includet"})
 MAX_EXPANSION_DEPTH = 50
 MAX_GENERATED_LINES = 1_000_000
+# $NAME expansion can grow a line exponentially ($A=$B $B, $B=$C $C, ...): cap the length of
+# one expanded line and the characters all expansions of a config may produce.
+MAX_EXPANDED_LINE = 50_000
+MAX_EXPANDED_TOTAL = 20_000_000
 
 
 # One keepalived line: its tokens, and its indentation when it began a physical
@@ -61,6 +67,7 @@ class Preprocessor:
     defs: dict[str, Definition] = field(default_factory=dict)
     _stack: list[_Frame] = field(default_factory=list)
     _generated: int = 0
+    _expanded: int = 0
 
     # ---- files -------------------------------------------------------------
 
@@ -100,26 +107,36 @@ class Preprocessor:
                 self.defs["_PWD"] = saved_pwd
 
     def _run_lines(self, physical: list[str], filename: str) -> None:
-        n = len(physical)
-        i = 0
         out = self.lines
         plain = _PLAIN_RE.search
         words = _WORD_RE.finditer
-        while i < n:
-            raw = physical[i]
-            lineno = i + 1
-            i += 1
+        make_token = token_factory(filename)
+        lines = enumerate(physical, 1)
+        for lineno, raw in lines:
             if plain(raw) is None:
                 # Fast path: no comment, quote, $, @, ~ or backslash on the line.
-                toks = [Token(m.group(), Position(filename, lineno, m.start() + 1))
-                        for m in words(raw)]
-                if not toks:
+                split = raw.split()
+                if not split:
                     continue
-                if toks[0].text not in INCLUDE_KEYWORDS:
-                    lead = len(raw) - len(raw.lstrip())
-                    out.append((toks, lead if "\t" not in raw[:lead]
-                                else len(raw[:lead].expandtabs(8))))
+                if split[0] in INCLUDE_KEYWORDS:
+                    self._include(SrcText(raw.strip(), filename, lineno, raw.find(split[0]) + 1),
+                                  split[0])
                     continue
+                if ("{" in raw or "}" in raw) and any(
+                        len(w) > 1 and ("{" in w or "}" in w) for w in split):
+                    # a brace glued to a word ("3306{", "}}"): the regex splits it off
+                    toks = [make_token(m.group(), lineno, m.start() + 1) for m in words(raw)]
+                else:  # words and free-standing braces: split is cheaper than a regex
+                    toks = []
+                    at = 0
+                    for word in split:
+                        at = raw.find(word, at)
+                        toks.append(make_token(word, lineno, at + 1))
+                        at += len(word)
+                lead = toks[0].pos.col - 1
+                out.append((toks, lead if raw.find("\t", 0, lead) == -1
+                            else len(raw[:lead].expandtabs(8))))
+                continue
             text = strip_comment(raw)
             stripped = text.strip()
             if not stripped:
@@ -139,12 +156,12 @@ class Preprocessor:
                     while parts[-1].text.endswith("\\"):
                         last = parts[-1]
                         parts[-1] = last.slice(0, len(last.text) - 1).strip()
-                        if i >= n:
+                        following = next(lines, None)
+                        if following is None:
                             break
-                        nxt = strip_comment(physical[i])
+                        nxt = strip_comment(following[1])
                         ncol = len(nxt) - len(nxt.lstrip()) + 1
-                        parts.append(SrcText(nxt.strip(), filename, i + 1, ncol))
-                        i += 1
+                        parts.append(SrcText(nxt.strip(), filename, following[0], ncol))
                     if self._strip_condition(src) is not None:
                         value = tuple(p for p in parts if p.text)
                         self.defs[m.group(1)] = Definition(m.group(1), value, body.pos(0))
@@ -164,7 +181,7 @@ class Preprocessor:
         toks = [Token(keyword, src.pos(0)), Token(pattern, rest.pos(0))]
         full = pattern if os.path.isabs(pattern) else os.path.join(frame.directory, pattern)
         matches: list[str] = []
-        expanded = _expand_braces(full)
+        expanded = expand_braces(full)
         for pat in expanded:
             if glob.has_magic(pat):
                 matches.extend(sorted(glob.glob(pat)))
@@ -205,9 +222,11 @@ class Preprocessor:
 
     def _process(self, src: SrcText, indent: int | None, depth: int) -> None:
         if depth > MAX_EXPANSION_DEPTH:
+            names = ", ".join(dict.fromkeys(f"${name}" for _s, _e, name in self._refs(src.text)))
             self._diag(Severity.ERROR, src.pos(0),
-                       "parameter expansion does not terminate (a definition refers to itself?)",
-                       "the line is ignored")
+                       f"parameter expansion does not terminate after {MAX_EXPANSION_DEPTH} "
+                       f"levels ({names or 'a definition'} still refers back to itself)",
+                       "the line is ignored; keepalived 2.2.7 loops forever on it")
             return
         body = self._strip_condition(src)
         if body is None or not body.text:
@@ -224,6 +243,14 @@ class Preprocessor:
             self._generate(body, indent, depth)
             return
         if "$" in text:
+            size = self._expanded_size(text)
+            self._expanded += size
+            if size > MAX_EXPANDED_LINE or self._expanded > MAX_EXPANDED_TOTAL:
+                self._diag(Severity.ERROR, body.pos(0),
+                           f"parameter expansion of this line grows too large ({size} "
+                           f"characters; a definition doubles at each level?)",
+                           "the line is ignored")
+                return
             expanded = self._substitute(body)
             if expanded is not None:
                 for k, piece in enumerate(expanded):
@@ -298,6 +325,15 @@ class Preprocessor:
             i = text.find("$", i + 1)
         return refs
 
+    def _expanded_size(self, text: str) -> int:
+        """Length of ``text`` after one round of substitution (cheap: no origins built)."""
+        size = len(text)
+        for start, end, name in self._refs(text):
+            d = self.defs.get(name)
+            if d is not None:
+                size += sum(len(line.text) for line in d.lines) - (end - start)
+        return size
+
     def _substitute(self, src: SrcText) -> list[SrcText] | None:
         """Replace every defined reference once; None when nothing changed."""
         text = src.text
@@ -334,16 +370,16 @@ class Preprocessor:
         m = _GEN_RE.match(text)
         assert m is not None
         kind = m.group(1)
-        close = _matching_paren(text, m.end() - 1)
+        close = matching_paren(text, m.end() - 1)
         if close == -1:
             self._diag(Severity.ERROR, src.pos(0), f"~{kind}( without a closing ')'",
                        "the line is ignored")
             return
         spec = text[m.end():close]
         rest = src.slice(close + 1).strip()
-        rows = self._parse_seq(kind, spec, src.pos(0)) if kind != "LST" else \
-            self._parse_lst(spec, src.pos(0))
-        if rows is None:
+        rows = parse_seq(kind, spec, MAX_GENERATED_LINES) if kind != "LST" else parse_lst(spec)
+        if isinstance(rows, str):
+            self._diag(Severity.ERROR, src.pos(0), rows, "the line is ignored")
             return
         saved = {name: self.defs.get(name) for row in rows[:1] for name, _ in row}
         pos = src.pos(0)
@@ -366,59 +402,6 @@ class Preprocessor:
                 else:
                     self.defs[name] = old
 
-    def _parse_seq(self, kind: str, spec: str, pos: Position) -> list[list[tuple[str, str]]] | None:
-        parts = [p.strip() for p in spec.split(",")]
-        bad = f"~{kind}({spec}): expected (var, [start, [step,]] end) with integers"
-        if len(parts) < 2 or len(parts) > 4 or not _NAME_RE.fullmatch(parts[0]):
-            self._diag(Severity.ERROR, pos, bad, "the line is ignored")
-            return None
-        try:
-            nums = [int(p, 0) for p in parts[1:]]
-        except ValueError:
-            self._diag(Severity.ERROR, pos, bad, "the line is ignored")
-            return None
-        if len(nums) == 1:
-            end = nums[0]
-            start = -1 if end < 0 else 1  # measured: (n,0) -> 1,0; (n,-2) -> -1,-2
-            step = 1 if end >= start else -1
-        elif len(nums) == 2:
-            start, end = nums
-            step = 1 if end >= start else -1
-        else:
-            start, step, end = nums
-        if step == 0:
-            self._diag(Severity.ERROR, pos, f"~{kind}({spec}): step 0 never ends",
-                       "the line is ignored")
-            return None
-        count = (end - start) // step + 1 if (end - start) * step >= 0 else 0
-        if count > MAX_GENERATED_LINES:
-            self._diag(Severity.ERROR, pos, f"~{kind}({spec}) generates {count} lines",
-                       "the line is ignored")
-            return None
-        fmt = "{:x}" if kind == "SEQx" else "{:d}"
-        return [[(parts[0], fmt.format(start + k * step))] for k in range(count)]
-
-    def _parse_lst(self, spec: str, pos: Position) -> list[list[tuple[str, str]]] | None:
-        bad = f"~LST({spec}): expected (var, v1, v2, ...) or ({{a,b}}, {{1,2}}, ...)"
-        items = _split_top(spec)
-        if items is None or len(items) < 2:
-            self._diag(Severity.ERROR, pos, bad, "the line is ignored")
-            return None
-        names = _group(items[0])
-        if not names or not all(_NAME_RE.fullmatch(n) for n in names):
-            self._diag(Severity.ERROR, pos, bad, "the line is ignored")
-            return None
-        rows = []
-        for item in items[1:]:
-            values = _group(item)
-            if len(values) != len(names):
-                self._diag(Severity.ERROR, pos,
-                           f"~LST: {item!r} has {len(values)} values for {len(names)} variables",
-                           "the line is ignored")
-                return None
-            rows.append(list(zip(names, values, strict=True)))
-        return rows
-
     def _diag(self, sev: Severity, pos: Position, msg: str, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(sev, pos, msg, hint))
 
@@ -431,72 +414,3 @@ def _after_condition(src: SrcText) -> SrcText:
     while end < len(src.text) and src.text[end] not in " \t":
         end += 1
     return src.slice(end).lstrip()
-
-
-def _matching_paren(text: str, open_idx: int) -> int:
-    depth = 0
-    for i in range(open_idx, len(text)):
-        if text[i] == "(":
-            depth += 1
-        elif text[i] == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-    return -1
-
-
-def _split_top(spec: str) -> list[str] | None:
-    """Split on commas outside ``{...}``."""
-    items: list[str] = []
-    cur: list[str] = []
-    depth = 0
-    for ch in spec:
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth < 0:
-                return None
-        if ch == "," and depth == 0:
-            items.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    if depth != 0:
-        return None
-    items.append("".join(cur).strip())
-    return items
-
-
-def _group(item: str) -> list[str]:
-    item = item.strip()
-    if item.startswith("{") and item.endswith("}"):
-        return [p.strip() for p in item[1:-1].split(",")]
-    return [item]
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    """csh-style ``{a,b}`` expansion, as glob(GLOB_BRACE) does."""
-    start = pattern.find("{")
-    if start == -1:
-        return [pattern]
-    depth = 0
-    parts: list[str] = []
-    cur = start + 1
-    for i in range(start, len(pattern)):
-        ch = pattern[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                parts.append(pattern[cur:i])
-                head, tail = pattern[:start], pattern[i + 1:]
-                out = []
-                for p in parts:
-                    out.extend(_expand_braces(head + p + tail))
-                return out
-        elif ch == "," and depth == 1:
-            parts.append(pattern[cur:i])
-            cur = i + 1
-    return [pattern]

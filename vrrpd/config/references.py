@@ -40,7 +40,7 @@ def _refs(ctx: Ctx, owner: str, pos: Position | None, refs: Sequence[R],
         if ref.name in known:
             kept.append(ref)
         else:
-            ctx.error(pos,
+            ctx.error(ref.pos or pos,
                       f"{owner}: {what} '{ref.name}' not found", did_you_mean(ref.name, known)
                       or "the reference is ignored")
     return tuple(kept)
@@ -54,7 +54,9 @@ def check_vrrp_references(
     seen: dict[tuple[str, int, int], VrrpInstance] = {}
     for inst in instances:
         key = (inst.interface, inst.virtual_router_id, _family(inst))
-        other = seen.get(key)
+        # keepalived 2.2.7 only refuses the clash between two multicast instances; unicast
+        # instances may share a VRID on an interface (even with a common peer).
+        other = seen.get(key) if not inst.unicast_peers else None
         if other is not None:
             fam = "IPv4" if key[2] == 4 else "IPv6"
             ctx.error(inst.pos or other.pos,
@@ -62,7 +64,8 @@ def check_vrrp_references(
                       f"{inst.virtual_router_id} with {fam} on interface {inst.interface}",
                       f"{inst.name} is ignored")
             continue
-        seen[key] = inst
+        if not inst.unicast_peers:
+            seen[key] = inst
         inst = dataclasses.replace(
             inst,
             track_scripts=_refs(ctx, f"vrrp_instance {inst.name}", inst.pos, inst.track_scripts,
@@ -101,6 +104,9 @@ def check_vrrp_references(
                               group.track_files, track_files, "track_file"))
         if members:
             new_groups[group.name] = group
+        else:
+            ctx.error(group.pos, f"vrrp_sync_group {group.name}: none of its vrrp_instances "
+                                 f"can be used", "the sync group is removed, as keepalived")
     return out, new_groups
 
 
@@ -171,13 +177,13 @@ def referenced_interfaces(config: Config) -> dict[str, Position | None]:
     """Interface names the config needs to exist (keepalived -t checks them), first use each."""
     out: dict[str, Position | None] = {}
     for inst in config.vrrp_instances:
-        out.setdefault(inst.interface, inst.pos)
+        out.setdefault(inst.interface, inst.interface_pos or inst.pos)
         for vip in (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded):
             if vip.dev is not None:
                 out.setdefault(vip.dev, vip.pos)
         for t in inst.track_interfaces:
-            out.setdefault(t.name, inst.pos)
+            out.setdefault(t.name, t.pos or inst.pos)
     for group in config.vrrp_sync_groups.values():
         for t in group.track_interfaces:
-            out.setdefault(t.name, group.pos)
+            out.setdefault(t.name, t.pos or group.pos)
     return out

@@ -192,24 +192,33 @@ def flag(field: str, on: Any = True) -> Handler:
     return handle
 
 
-def make_command(ctx: Ctx, node: Node) -> Command | None:
+def make_command(ctx: Ctx, node: Node, *, user_allowed: bool = True) -> Command | None:
+    """A script keyword's value.  ``user_allowed``: words after the command are
+    ``user [group]`` (notify*, quorum_*); else keepalived ignores them (``script``,
+    ``misc_path``, which have a separate ``user`` keyword)."""
     if not node.args:
-        ctx.error(node.pos, f"'{node.name}' needs a command, e.g. {node.name} "
-                            f"\"/path/to/script arg\" [user [group]]")
+        usage = ' "/path/to/script arg"' + (" [user [group]]" if user_allowed else "")
+        ctx.error(node.pos, f"'{node.name}' needs a command, e.g. {node.name}{usage}")
         return None
-    if len(node.args) > 3:
-        ctx.extra(node, 3)
-    argv, user, group = split_command(node.args[0], node.args[1:3])
+    if not user_allowed and len(node.args) > 1:
+        words = " ".join(t.text for t in node.args[1:])
+        ctx.warn(node.args[1].pos, f"words after the '{node.name}' command are ignored: '{words}'",
+                 f"quote the whole command line, e.g. {node.name} \"{node.args[0].text} {words}\"")
+        argv, user, group = split_command(node.args[0], ())
+    else:
+        if len(node.args) > 3:
+            ctx.extra(node, 3)
+        argv, user, group = split_command(node.args[0], node.args[1:3])
     if not argv:
         ctx.error(node.args[0].pos, f"'{node.name}' has an empty command")
         return None
     return Command(argv=argv, user=user, group=group, pos=node.args[0].pos)
 
 
-def command(field: str) -> Handler:
+def command(field: str, *, user_allowed: bool = True) -> Handler:
     def handle(ctx: Ctx, node: Node, values: Values) -> None:
         _no_block(ctx, node)
-        cmd = make_command(ctx, node)
+        cmd = make_command(ctx, node, user_allowed=user_allowed)
         if cmd is not None:
             values[field] = cmd
 

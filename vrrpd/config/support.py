@@ -24,6 +24,8 @@ NOT_ACTED_YET: dict[str, dict[str, str | None]] = {
         "vrrp_mcast_group4": None, "vrrp_skip_check_adv_addr": None,
         "vrrp_check_unicast_src": None, "enable_script_security": None,
         "lvs_notify_fifo": None, "vrrp_strict": _STRICT,
+        "default_interface": "it only applies to static_ipaddress, which vrrpd does not "
+                             "implement",
     },
     "vrrp_instance": {
         "smtp_alert": _EMAIL, "strict_mode": _STRICT, "no_accept": None,

@@ -10,19 +10,21 @@ Neither reader raises for a bad config: every problem is appended to
 ``diagnostics`` (``Severity.FATAL`` only for an unreadable main file; an
 unclosed block is an ERROR, as keepalived 2.2.7 runs such a config, ``-t`` exit 5).
 
-Block rules (keepalived's): one keyword per line; a ``{`` or ``}`` ends the
-line and what follows is the next line; ``{`` opens the block of the keyword on
-the same line, or, standing first on its line, of the keyword just before.
+Block rules (keepalived 2.2.7's, measured): one keyword per line; a ``{`` or ``}``
+ends the line and what follows is the next line; ``{`` opens the block of the
+keyword on the same line, or, standing first on its line, of the keyword just
+before.  So ``real_server A 80 { weight 1 TCP_CHECK { ... } }`` makes
+``TCP_CHECK`` an argument of ``weight`` (keepalived: "Unexpected '{'"), exactly as
+keepalived reads it; the model then complains about ``weight`` having a block.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from vrrpd.config.errors import Diagnostic, Position, Severity
+from vrrpd.config.fastnew import new_node, paused_gc
 from vrrpd.config.nodes import Node, Token
 from vrrpd.config.preprocess import Line, Preprocessor
 
@@ -37,7 +39,7 @@ SCRIPT_KEYWORDS = frozenset({
 
 def read_tree(path: str | os.PathLike[str], *, config_id: str,
               diagnostics: list[Diagnostic]) -> tuple[Node, ...]:
-    with _no_gc():
+    with paused_gc():
         pre = Preprocessor(config_id, diagnostics)
         pre.run_file(os.fspath(path))
         return build_tree(pre.lines, diagnostics)
@@ -45,26 +47,10 @@ def read_tree(path: str | os.PathLike[str], *, config_id: str,
 
 def read_tree_text(text: str, *, filename: str = "<string>", config_id: str = "",
                    diagnostics: list[Diagnostic], base_dir: str | None = None) -> tuple[Node, ...]:
-    with _no_gc():
+    with paused_gc():
         pre = Preprocessor(config_id, diagnostics)
         pre.run_text(text, filename, base_dir if base_dir is not None else os.getcwd())
         return build_tree(pre.lines, diagnostics)
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC while building the tree.
-
-    Parsing makes ~4 objects per token and none of them form cycles; the
-    collector's repeated passes over them doubled the time of a 90k-line config.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class _Open:
@@ -116,7 +102,7 @@ def build_tree(lines: list[Line], diagnostics: list[Diagnostic]) -> tuple[Node, 
                 first = False
             elif text == "}" and not tok.quoted:
                 if kw is not None:
-                    siblings.append(Node(kw, tuple(args)))
+                    siblings.append(new_node(kw, tuple(args)))
                     kw = None
                     args = []
                     prev_indent = None
@@ -134,7 +120,7 @@ def build_tree(lines: list[Line], diagnostics: list[Diagnostic]) -> tuple[Node, 
                             and closed.indent is not None and indent < closed.indent):
                         mismatch = (closed, tok.pos, indent)
                     if not closed.dropped:
-                        last_closed = Node(closed.keyword, tuple(closed.args),
+                        last_closed = new_node(closed.keyword, tuple(closed.args),
                                            tuple(closed.children), tok.pos)
                         siblings.append(last_closed)
                 first = False
@@ -145,7 +131,7 @@ def build_tree(lines: list[Line], diagnostics: list[Diagnostic]) -> tuple[Node, 
             else:
                 args.append(tok)
         if kw is not None:
-            siblings.append(Node(kw, tuple(args)))
+            siblings.append(new_node(kw, tuple(args)))
             prev_indent = indent
     if stack:
         _report_unclosed(stack, mismatch, lines, diagnostics)
@@ -154,7 +140,7 @@ def build_tree(lines: list[Line], diagnostics: list[Diagnostic]) -> tuple[Node, 
             closed = stack.pop()
             siblings = stack[-1].children if stack else top
             if not closed.dropped:
-                siblings.append(Node(closed.keyword, tuple(closed.args),
+                siblings.append(new_node(closed.keyword, tuple(closed.args),
                                      tuple(closed.children), None))
     return tuple(top)
 
@@ -167,6 +153,17 @@ def _report_unclosed(stack: list[_Open], mismatch: tuple[_Open, Position, int] |
             continue
         opener = node.keyword.pos
         hint = None
+        if depth == 0 and mismatch is not None and not mismatch[0].children:
+            # An empty block closed by a '}' indented like an outer block: the '{' is extra
+            # (``priority 100 {``); report it where it is.
+            culprit, closer, _closer_indent = mismatch
+            diagnostics.append(Diagnostic(
+                Severity.ERROR, culprit.brace,
+                f"'{{' after '{culprit.keyword.text}' looks extra: its block is empty and the "
+                f"'}}' at {closer} that closes it is indented like an outer block",
+                f"so block '{node.keyword.text}' opened at {opener} is never closed; "
+                f"remove this '{{'"))
+            continue
         if depth == 0 and mismatch is not None:
             culprit, closer, closer_indent = mismatch
             where = _first_line_indented_like(culprit, lines)

@@ -34,8 +34,8 @@ class Invalid(ValueError):
         self.expected = expected
 
 
-_INT_RE = re.compile(r"[+-]?\d+\Z")
-_FLOAT_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)\Z")
+_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+_FLOAT_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\Z")
 
 TRUE_WORDS = frozenset({"true", "on", "yes"})
 FALSE_WORDS = frozenset({"false", "off", "no"})
@@ -83,7 +83,7 @@ def boolean(text: str) -> bool:
 def ip_addr(text: str) -> IPAddress:
     try:  # fast path: inet_pton is strict (no "10.1" short forms) and much faster
         return IPv4Address(socket.inet_pton(socket.AF_INET, text))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         pass
     try:
         return ip_address(text)

@@ -56,7 +56,7 @@ def _options(ctx: Ctx, node: Node, tokens: Sequence[Token], what: str,
 
 
 def _scope(text: str) -> str:
-    if text in _SCOPES or text.isdigit():
+    if text in _SCOPES or (text.isascii() and text.isdigit()):
         return text
     raise Invalid("one of " + "|".join(_SCOPES))
 
@@ -69,7 +69,7 @@ def _vip_address(ctx: Ctx, tok: Token) -> IPInterface | None:
         if host is None:
             return None
         maxlen = 32 if host.version == 4 else 128
-        if not (prefix.isdigit() and int(prefix) <= maxlen):
+        if not (prefix.isascii() and prefix.isdigit() and int(prefix) <= maxlen):
             ctx.error(tok.pos, f"invalid value for 'virtual_ipaddress': expected a prefix "
                                f"length 0..{maxlen}, found '{tok.text}'",
                       f"/{maxlen} is used, as keepalived")
@@ -192,18 +192,19 @@ def parse_track_interface(ctx: Ctx, node: Node,
     got = _weighted(ctx, node, tokens, "track_interface", -253, 253)
     if got is None:
         return None
-    return TrackInterface(name=tokens[0].text, weight=got[0] or 0, reverse=got[1])
+    return TrackInterface(pos=tokens[0].pos, name=tokens[0].text, weight=got[0] or 0,
+                          reverse=got[1])
 
 
 def parse_track_script(ctx: Ctx, node: Node, tokens: Sequence[Token]) -> TrackScriptRef | None:
     got = _weighted(ctx, node, tokens, "track_script", -253, 253)
     if got is None:
         return None
-    return TrackScriptRef(name=tokens[0].text, weight=got[0], reverse=got[1])
+    return TrackScriptRef(pos=tokens[0].pos, name=tokens[0].text, weight=got[0], reverse=got[1])
 
 
 def parse_track_file(ctx: Ctx, node: Node, tokens: Sequence[Token]) -> TrackFileRef | None:
     got = _weighted(ctx, node, tokens, "track_file", -254, 254)
     if got is None:
         return None
-    return TrackFileRef(name=tokens[0].text, weight=got[0], reverse=got[1])
+    return TrackFileRef(pos=tokens[0].pos, name=tokens[0].text, weight=got[0], reverse=got[1])

@@ -80,6 +80,7 @@ class VrrpRunner:
         self._dispatching = False
         self._running = False
         self._scripts: dict[str, ScriptTracker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._files: dict[str, TrackFile] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: PreciseTimers | None = None
@@ -117,6 +118,9 @@ class VrrpRunner:
         self._running = True
         for rt in self.instances.values():
             self._refresh_trackers(rt)
+        for rt in self.instances.values():
+            # as keepalived at start: no VIP left over from a crashed run while not MASTER
+            rt.effects.put_nowait(partial(self._change_vips, rt, add=False, stale=True))
         # all Starts queued before any is stepped: a sync-group member's GroupMaster must find
         # its fellows already out of INIT
         self._dispatch_all([(rt, m.Start()) for rt in self.instances.values()])
@@ -142,6 +146,10 @@ class VrrpRunner:
                     await rt.worker
         for tracker in self._scripts.values():
             await tracker.stop()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for tf in self._files.values():
             tf.stop()
         if self._notifier is not None:
@@ -327,10 +335,8 @@ class VrrpRunner:
                         self._pending.append((self.instances[member], event, True))
             elif isinstance(action, m.MasterRxLowerPri):
                 cmd = rt.inst.notify_master_rx_lower_pri
-                if cmd is not None and self._notifier is not None:
-                    self._notifier.notify("INSTANCE", rt.name, "MASTER_RX_LOWER_PRI",
-                                          action.priority, NotifyCommands(generic=None,
-                                                                          master=cmd))
+                if cmd is not None:
+                    self._spawn_command(rt, cmd.argv, cmd.user, cmd.group)
 
     def _on_transition(self, rt: InstanceRuntime, t: m.Transition, forced: bool) -> None:
         if t.old is m.State.MASTER:
@@ -352,6 +358,24 @@ class VrrpRunner:
             cmds = NotifyCommands.from_config(cfg)
             self._notifier.notify("GROUP", group.name, new.value, 0, cmds)
 
+    def _spawn_command(self, rt: InstanceRuntime, argv: tuple[str, ...], user: str | None,
+                       group: str | None) -> None:
+        """Run a command in the background (no shell, killed on timeout), keep a reference."""
+        gd = self.config.global_defs
+
+        async def go() -> None:
+            res = await self._process_runner(list(argv), timeout=60.0,
+                                             user=user if user is not None else gd.script_user,
+                                             group=group if group is not None
+                                             else gd.script_group)
+            if not res.ok:
+                rt.log.warning("command failed", argv=list(argv), exit_code=res.exit_code,
+                               error=res.error)
+
+        task = asyncio.ensure_future(go())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # ---- effects (ordered per instance) --------------------------------------------------
     async def _effects_worker(self, rt: InstanceRuntime) -> None:
         while True:
@@ -367,10 +391,15 @@ class VrrpRunner:
             finally:
                 rt.effects.task_done()
 
-    async def _change_vips(self, rt: InstanceRuntime, *, add: bool) -> None:
+    async def _change_vips(self, rt: InstanceRuntime, *, add: bool, stale: bool = False
+                           ) -> None:
         assert self._addresses is not None
         for vip in rt.vips:
+            if stale and vip.address == str(rt.src):
+                continue  # an address owner's VIP is its own address: never removed at start
             res = await (self._addresses.add(vip) if add else self._addresses.remove(vip))
+            if stale and res.outcome == "removed":
+                rt.log.warning("stale VIP removed at start", vip=str(vip))
             if not res.ok:
                 rt.log.error("vip change failed", vip=str(vip), add=add, error=res.error)
 

@@ -317,3 +317,60 @@ def test_fwmark_and_ipv6_keys_format_like_keepalived() -> None:
 def test_duplicate_virtual_server_keys_are_rejected() -> None:
     with pytest.raises(ValueError, match="unique"):
         HealthCore([vs(), vs()])
+
+
+def test_reload_keeps_the_state_of_unchanged_checks_and_quorum() -> None:
+    a = tcp("192.168.1.10", retry=0)
+    b = tcp("192.168.1.11", retry=0)
+    old = HealthCore([vs(rs("192.168.1.10", a), rs("192.168.1.11", b), quorum=2)])
+    old.start(0.0)
+    step(old, a, 0.0, BAD)  # a down, quorum (2) lost
+    assert old.checks[b].running  # popped with a: b's probe is in flight during the reload
+    c = tcp("192.168.1.12", retry=0, warmup=3.0)
+    new = HealthCore([vs(rs("192.168.1.10", a), rs("192.168.1.11", b), rs("192.168.1.12", c),
+                         quorum=2)], rng=random.Random(3))
+    actions = new.start(1.0, previous=old)
+    # c is new and up, b up: alive weight 2 >= quorum: quorum regained (and notified)
+    assert fifo(actions) == [f"VS {VIP} UP"]
+    assert weights(actions) == [{key("192.168.1.11"): 1, key("192.168.1.12"): 1}]
+    assert not new.checks[a].up and new.due_at(a) == 6.0  # kept its schedule
+    assert new.checks[b].running and new.due_at(b) is None
+    assert 1.0 <= (new.due_at(c) or 0) <= 4.0  # warmup from the reload
+    # b's result lands in the new core
+    assert weights(new.on_result(b, BAD, 1.5)) == [{key("192.168.1.12"): 1}]
+    assert new.due_at(b) == 7.5
+
+
+def test_reload_of_a_new_virtual_server_uses_initial_rules() -> None:
+    a = tcp("192.168.1.10", alpha=True)
+    old = HealthCore([vs(rs("192.168.1.10", a))])
+    old.start(0.0)
+    new = HealthCore([vs(rs("192.168.1.10", a)), vs(rs("192.168.1.10", a), key="FWM 9")])
+    actions = new.start(2.0, previous=old)
+    assert [w.vs_key for w in actions if isinstance(w, WeightsChanged)] == [VIP, "FWM 9"]
+    assert fifo(actions) == []
+    assert not new.snapshot().virtual_servers[1].quorum_up
+
+
+def test_file_check_is_read_at_once_every_second_and_never_retried() -> None:
+    f = FileCheckSpec(connect_ip=ip_address("192.168.1.10"), path="/x", retry=3,
+                      delay_loop=60.0, warmup=30.0)
+    core = HealthCore([vs(rs("192.168.1.10", f))])
+    core.start(0.0)
+    assert core.due_at(f) == 0.0
+    assert step(core, f, 0.0, OK) == []
+    assert core.due_at(f) == 1.0
+    assert weights(step(core, f, 1.0, BAD)) == [{}]  # down at the first bad value
+    assert core.due_at(f) == 2.0
+
+
+def test_a_running_probe_is_never_started_again_so_scripts_cannot_pile_up() -> None:
+    m = MiscCheckSpec(connect_ip=ip_address("192.168.1.10"), command=CommandSpec(("/slow",)),
+                      delay_loop=1.0, warmup=0.0)
+    core = HealthCore([vs(rs("192.168.1.10", m))])
+    core.start(0.0)
+    assert core.pop_due(0.0) == [m]
+    assert core.pop_due(100.0) == []  # still running 100 s later: not started twice
+    assert core.next_deadline() is None
+    core.on_result(m, OK, 100.0)
+    assert core.due_at(m) == 101.0

@@ -318,3 +318,30 @@ async def test_drain_keeps_a_busy_destination_at_weight_zero() -> None:
     await r.sync()
     assert kernel.writes() == [("delete_dest", (KEY, D2.key))]
     await r.stop()
+
+
+async def test_a_slow_dump_stretches_the_sync_interval() -> None:
+    class SlowDump(FakeKernel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dumps: list[tuple[float, float]] = []
+
+        async def dump_services(self) -> list[ObservedService]:
+            start = asyncio.get_running_loop().time()
+            await asyncio.sleep(0.1)
+            out = await super().dump_services()
+            self.dumps.append((start, asyncio.get_running_loop().time()))
+            return out
+
+    kernel = SlowDump()
+    r = runner(seed(), kernel, sync_interval=0.01, max_sync_share=0.5)
+    await r.start()
+    try:
+        while len(kernel.dumps) < 3:
+            await asyncio.sleep(0.05)
+    finally:
+        await r.stop()
+    # each dump took >= 0.1 s, so at most half the time may go to syncing: >= 0.2 s between
+    gaps = [b[0] - a[1] for a, b in zip(kernel.dumps[1:], kernel.dumps[2:], strict=False)]
+    assert gaps and min(gaps) >= 0.19
+    assert r.stats.last_sync_seconds >= 0.1

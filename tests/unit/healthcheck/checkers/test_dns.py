@@ -78,7 +78,7 @@ async def zone() -> AsyncIterator[Zone]:
 
 
 def _spec(port: int, **kw: object) -> DnsCheckSpec:
-    args: dict[str, object] = {"connect_timeout": 1.0, "type": "A", "name": "www.example",
+    args: dict[str, object] = {"connect_timeout": 2.0, "type": "A", "name": "www.example",
                                **kw}
     return DnsCheckSpec(connect_ip=ip_address("127.0.0.6"), connect_port=port,
                         **args)  # type: ignore[arg-type]

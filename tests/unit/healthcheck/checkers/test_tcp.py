@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 from ipaddress import ip_address
 
 from healthcheck.checkers import tcp
-from healthcheck.model import TcpCheckSpec
+from healthcheck.model import CheckResult, TcpCheckSpec
 
 
 def _spec(port: int, **kw: object) -> TcpCheckSpec:
-    args: dict[str, object] = {"connect_timeout": 1.0, **kw}
+    args: dict[str, object] = {"connect_timeout": 2.0, **kw}
     return TcpCheckSpec(connect_ip=ip_address("127.0.0.2"), connect_port=port,
                         **args)  # type: ignore[arg-type]
 
@@ -91,3 +92,79 @@ async def test_connect_timeout_when_syns_are_dropped() -> None:
         for s in fillers:
             s.close()
         lsock.close()
+
+
+def _full_listener() -> tuple[socket.socket, list[socket.socket], int]:
+    """A listener whose accept queue is full: new SYNs are dropped, connects hang."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.2", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.2", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    return lsock, fillers, port
+
+
+async def test_engine_many_connects_refusals_and_timeouts() -> None:
+    loop = asyncio.get_running_loop()
+    engine = tcp.TcpEngine(loop)
+    accepted = 0
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        w.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.2", 0, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    lsock, fillers, hung = _full_listener()
+    await asyncio.sleep(0.1)
+    results: dict[str, list[tuple[float, bool, str]]] = {"ok": [], "closed": [], "hung": []}
+    done = asyncio.Event()
+    expected = 300 + 1 + 2
+    t0 = time.monotonic()
+
+    def collect(kind: str) -> Callable[[CheckResult], None]:
+        def cb(res: CheckResult) -> None:
+            results[kind].append((time.monotonic() - t0, res.ok, res.detail))
+            if sum(map(len, results.values())) == expected:
+                done.set()
+        return cb
+
+    try:
+        for _ in range(300):
+            engine.connect(_spec(port), collect("ok"))
+        engine.connect(_spec(1), collect("closed"))
+        engine.connect(_spec(hung, connect_timeout=0.8), collect("hung"))
+        engine.connect(_spec(hung, connect_timeout=0.4), collect("hung"))
+        await asyncio.wait_for(done.wait(), 10)
+        assert all(ok for _, ok, _ in results["ok"]) and len(results["ok"]) == 300
+        assert results["closed"][0][1:] == (False, "connect failed: Connection refused")
+        # the shorter timeout fires first although it was started second
+        (t_a, ok_a, d_a), (t_b, ok_b, d_b) = results["hung"]
+        assert (ok_a, d_a, ok_b, d_b) == (False, "connect timed out after 0.4s",
+                                          False, "connect timed out after 0.8s")
+        assert 0.38 <= t_a < 1.5 and 0.78 <= t_b < 2.0
+        assert len(engine) == 0
+        await asyncio.sleep(0.1)
+        assert accepted == 300
+        # close() drops pending probes without calling back
+        calls: list[CheckResult] = []
+        engine.connect(_spec(hung, connect_timeout=0.3), calls.append)
+        assert len(engine) == 1
+        engine.close()
+        await asyncio.sleep(0.5)
+        assert calls == []
+    finally:
+        for s in fillers:
+            s.close()
+        lsock.close()
+        server.close()
+        await server.wait_closed()

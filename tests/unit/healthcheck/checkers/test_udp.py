@@ -47,7 +47,7 @@ def silent() -> Iterator[int]:
 
 
 def _spec(port: int, **kw: object) -> UdpCheckSpec:
-    args: dict[str, object] = {"connect_timeout": 0.5, **kw}
+    args: dict[str, object] = {"connect_timeout": 2.0, **kw}  # 2 s where a reply is expected
     return UdpCheckSpec(connect_ip=ip_address("127.0.0.7"), connect_port=port,
                         **args)  # type: ignore[arg-type]
 
@@ -77,9 +77,9 @@ async def test_echo_reply_required_and_pattern(echo: tuple[int, _Echo]) -> None:
 
 
 async def test_silent_server_fails_only_when_a_reply_is_required(silent: int) -> None:
-    res = await udp.probe(_spec(silent))
+    res = await udp.probe(_spec(silent, connect_timeout=0.5))
     assert res.ok and res.detail == "no ICMP error"
-    res = await udp.probe(_spec(silent, require_reply=True))
+    res = await udp.probe(_spec(silent, require_reply=True, connect_timeout=0.5))
     assert not res.ok and res.detail == "no reply within 0.5s"
 
 
@@ -90,5 +90,5 @@ async def test_closed_port_answers_icmp_port_unreachable(silent: int) -> None:
     closed = sock.getsockname()[1]
     sock.close()
     for require in (False, True):
-        res = await udp.probe(_spec(closed, require_reply=require))
+        res = await udp.probe(_spec(closed, require_reply=require, connect_timeout=0.5))
         assert not res.ok and res.detail == "ICMP error: Connection refused", res.detail

@@ -86,7 +86,7 @@ def test_missing_interface_is_an_error_as_keepalived_t(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     code = run_check(str(path), config_id="lb1", dump=False, out=out, err=err)
     assert code == 5
-    assert f"{path}:4:1: error: interface csnosuch0 does not exist on this host" in \
+    assert f"{path}:6:5: error: interface csnosuch0 does not exist on this host" in \
         err.getvalue()
     out, err = io.StringIO(), io.StringIO()
     assert run_check(str(path), config_id="lb1", dump=False, out=out, err=err,

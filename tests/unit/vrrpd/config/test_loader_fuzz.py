@@ -24,6 +24,8 @@ WORDS = st.sampled_from([
     "type", "gue", "port", "weight", "reverse", "dev", "brd", "scope", "label", "via", "src",
     "fwmark", "group", "inet", "on", "off", '"/bin/true arg"', "'x y'", "200-299", "Ab 1x",
     "VI_1", "chk", "tf", "G1", "10.0.0.1-5",
+    # non-ASCII digits and NULs: str.isdigit()/int()/inet_pton disagree on these
+    "\u00b2", "\u0661\u0662", "10.0.0.1/\u00b2", "1.2.3\x00.4", "::1\x00", "1e5", "nan", "inf",
 ])
 
 

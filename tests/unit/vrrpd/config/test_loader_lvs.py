@@ -51,6 +51,8 @@ def vs(body: str, head: str = "virtual_server 10.0.0.1 80") -> tuple[VirtualServ
         body += "lvs_sched wlc\n"
     if not re.search(r"^(lb_kind|lvs_method)\b", body, re.M):
         body += "lvs_method NAT\n"
+    if not re.search(r"^real_server\b", body, re.M):
+        body += "real_server 10.0.0.99 80 {\n}\n"
     result = quiet(load_text(f"{head} {{\n{body}}}\n", filename="t.conf"))
     assert len(result.config.virtual_servers) == 1, result.diagnostics
     return result.config.virtual_servers[0], result
@@ -80,8 +82,18 @@ def test_seed_000_virtual_server() -> None:
     assert (d.pos.line, d.pos.col) == (6, 1)
 
 
+def test_virtual_server_without_real_servers_is_ignored() -> None:
+    result = load("virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n lb_kind DR\n"
+                  " sorry_server 10.0.0.9 80\n}\n")
+    assert result.config.virtual_servers == ()
+    (d,) = result.diagnostics
+    assert d.severity is Severity.ERROR and "has no real servers" in d.message
+    assert (d.pos.line, d.pos.col) == (1, 1)
+
+
 def test_missing_scheduler_and_method_warn() -> None:
-    result = load("virtual_server 10.0.0.1 80 {\n protocol TCP\n}\n")
+    result = load("virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n"
+                  " }\n}\n")
     (v,) = result.config.virtual_servers
     assert v.scheduler is Scheduler.WLC and v.lvs_method is LvsMethod.NAT
     d1, d2 = result.diagnostics
@@ -138,7 +150,8 @@ def test_fwmark_and_ipv6_and_group_services() -> None:
     assert v.fwmark == 7 and v.address is None and result.diagnostics == ()
     assert v.sched_flags == frozenset({SchedFlag.FLAG_1, SchedFlag.FLAG_2}) and v.ops
     assert v.key == "FWM 7"
-    v6, _ = vs("protocol TCP\n", head="virtual_server 2001:db8::10 443")
+    v6, _ = vs("protocol TCP\nreal_server 2001:db8::20 {\n}\n",
+               head="virtual_server 2001:db8::10 443")
     assert v6.address == IPv6Address("2001:db8::10") and v6.port == 443
     config, diags = load("""
         virtual_server_group WEB {
@@ -151,6 +164,8 @@ def test_fwmark_and_ipv6_and_group_services() -> None:
           protocol TCP
           lb_algo rr
           lb_kind DR
+          real_server 10.0.0.5 80 {
+          }
         }
     """)
     assert diags == ()
@@ -164,7 +179,8 @@ def test_fwmark_and_ipv6_and_group_services() -> None:
 
 def test_unknown_group_drops_the_virtual_server() -> None:
     result = load("virtual_server_group WEB {\n 10.0.0.1 80\n}\n"
-                  "virtual_server group WEBB {\n protocol TCP\n lb_algo rr\n lb_kind DR\n}\n")
+                  "virtual_server group WEBB {\n protocol TCP\n lb_algo rr\n lb_kind DR\n"
+                  " real_server 10.0.0.5 80 {\n }\n}\n")
     assert result.config.virtual_servers == ()
     (d,) = result.diagnostics
     assert d.severity is Severity.ERROR and d.hint == "did you mean 'WEB'?" and d.pos.line == 4
@@ -207,6 +223,12 @@ def test_tunnel_method() -> None:
     assert result.diagnostics == ()
     assert v.lvs_method is LvsMethod.TUN and v.tunnel is not None
     assert (v.tunnel.type, v.tunnel.port, v.tunnel.checksum) == (TunnelType.GUE, 6080, "csum")
+    v, _ = vs("protocol UDP\nlvs_method TUN type gre\nreal_server 10.0.0.5 80 {\n}\n"
+              "real_server 10.0.0.6 80 {\n lvs_method DR\n}\n")
+    a, b = v.real_servers
+    assert a.lvs_method is LvsMethod.TUN and a.tunnel is not None
+    assert a.tunnel.type is TunnelType.GRE
+    assert b.lvs_method is LvsMethod.DR and b.tunnel is None
     _, bad = vs("protocol UDP\nlvs_method TUN type gue\n")
     assert bad.diagnostics[0].severity is Severity.ERROR and "port" in bad.diagnostics[0].message
 

@@ -247,19 +247,23 @@ def test_seed_001_vrrp_script_haproxy() -> None:
     assert (script.script.argv, script.interval, script.weight) == \
         (("killall", "-0", "haproxy"), 2.0, -2)
     (inst,) = config.vrrp_instances
-    assert (inst.priority, inst.nopreempt, inst.interface) == (101, True, "eth1")
+    # keepalived clears nopreempt on a `state MASTER` instance (and says so): so do we
+    assert (inst.priority, inst.nopreempt, inst.interface) == (101, False, "eth1")
+    assert any("nopreempt will not work" in m for m in warnings(result))
     assert [t.name for t in inst.track_scripts] == ["chk_haproxy"]
     assert inst.notify_master is not None
     assert inst.notify_master.argv == ("/etc/keepalived/scripts/start_haproxy.sh",)
     assert inst.notify_fault is not None and inst.notify_stop is not None
     assert any("'debug' is parsed but not acted on" in m for m in warnings(result))
+    assert any("'debug' without a level is deprecated" in m for m in warnings(result))
 
 
 def test_seed_002_mysql_nopreempt_wrr() -> None:
     result = load_text(SEED_002_MASTER, filename="002.conf")
     no_errors(result)
     (inst,) = result.config.vrrp_instances
-    assert (inst.state, inst.priority, inst.nopreempt) == (InitialState.MASTER, 100, True)
+    assert (inst.state, inst.priority, inst.nopreempt) == (InitialState.MASTER, 100, False)
+    assert any("nopreempt will not work" in m for m in warnings(result))
     assert inst.virtual_ipaddresses[0].address == IPv4Interface("192.168.41.222/24")
     (vs,) = result.config.virtual_servers
     assert (vs.scheduler, vs.persistence_timeout, vs.delay_loop) == (Scheduler.WRR, 60, 2.0)

@@ -82,10 +82,19 @@ def test_vrrp_script_errors() -> None:
     assert "-253..253" in result.diagnostics[1].message
 
 
-def test_script_command_with_user_on_the_script_line() -> None:
-    s = load('vrrp_script c {\n script "/bin/check x" root wheel\n}\n').config.vrrp_scripts["c"]
-    assert (s.script.argv, s.script.user, s.script.group) == (("/bin/check", "x"), "root",
-                                                              "wheel")
+def test_words_after_the_script_command_are_ignored_like_keepalived() -> None:
+    # keepalived 2.2.7 runs `script killall -0 haproxy` as plain `killall` (and ignores a
+    # user written there: vrrp_script has its own `user` keyword): say so, suggest quoting.
+    result = load('vrrp_script c {\n script killall -0 haproxy\n}\n'
+                  'vrrp_script d {\n script "/bin/check x" root\n user nobody\n}\n')
+    c, d = result.config.vrrp_scripts["c"], result.config.vrrp_scripts["d"]
+    assert (c.script.argv, c.script.user) == (("killall",), None)
+    assert (d.script.argv, d.script.user) == (("/bin/check", "x"), "nobody")
+    w1, w2 = result.diagnostics
+    assert w1.severity is Severity.WARNING and (w1.pos.line, w1.pos.col) == (2, 17)
+    assert "ignored: '-0 haproxy'" in w1.message
+    assert w1.hint == 'quote the whole command line, e.g. script "killall -0 haproxy"'
+    assert w2.pos.line == 5 and "'root'" in w2.message
 
 
 def test_track_file_both_spellings() -> None:
@@ -155,7 +164,8 @@ def test_instance_in_two_sync_groups_is_an_error() -> None:
                   "vrrp_sync_group G1 {\n group {\n A\n B\n }\n}\n"
                   "vrrp_sync_group G2 {\n group {\n A\n B\n }\n}\n")
     assert "G2" not in result.config.vrrp_sync_groups
-    assert sum(d.severity is Severity.ERROR for d in result.diagnostics) == 2
+    assert sum(d.severity is Severity.ERROR for d in result.diagnostics) == 3
+    assert "sync group is removed" in (result.diagnostics[-1].hint or "")
     assert {i.sync_group for i in result.config.vrrp_instances} == {"G1"}
 
 

@@ -10,6 +10,7 @@ import pytest
 from vrrpd.config.errors import Severity
 from vrrpd.config.loader import LoadResult, load_text
 from vrrpd.config.model import AuthType, InitialState, VrrpInstance
+from vrrpd.config.references import commands_in_use, referenced_interfaces
 
 
 def load(text: str) -> LoadResult:
@@ -94,6 +95,16 @@ def test_missing_virtual_router_id_drops_the_instance() -> None:
     assert (d.pos.line, d.pos.col) == (1, 1)
 
 
+def test_missing_interface_drops_the_instance_even_with_default_interface() -> None:
+    result = load("global_defs {\n default_interface eth1\n}\n"
+                  "vrrp_instance VI_1 {\n virtual_router_id 1\n virtual_ipaddress {\n"
+                  " 10.0.0.1\n }\n}\n")
+    assert result.config.vrrp_instances == ()
+    names, (d,) = unacted(result)
+    assert names == {"default_interface"}
+    assert "error" in d and "no 'interface'" in d and ":4:1:" in d
+
+
 def test_invalid_vrid_reports_value_then_missing() -> None:
     result = load("vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 256\n}\n")
     assert result.config.vrrp_instances == ()
@@ -132,6 +143,16 @@ def test_duplicate_vrid_on_one_interface_is_an_error_and_drops_the_second() -> N
     assert d.severity is Severity.ERROR
     assert "A and B both use VRID 51 with IPv4 on interface eth0" in d.message
     assert d.pos.line == 9
+
+
+def test_unicast_instances_may_share_a_vrid_like_keepalived() -> None:
+    block = ("vrrp_instance {name} {{\n interface eth0\n virtual_router_id 7\n{peers}"
+             " virtual_ipaddress {{\n 10.0.0.{n}\n }}\n}}\n")
+    peers = " unicast_peer {\n 10.0.0.2\n }\n"
+    result = load(block.format(name="A", peers=peers, n=1) + block.format(name="B", peers="", n=2)
+                  + block.format(name="C", peers=peers, n=3))
+    assert [i.name for i in result.config.vrrp_instances] == ["A", "B", "C"]
+    assert result.diagnostics == ()
 
 
 def test_duplicate_instance_name_is_an_error() -> None:
@@ -179,6 +200,16 @@ def test_invalid_vip_is_skipped_with_an_error() -> None:
     (d,) = result.diagnostics
     assert d.severity is Severity.ERROR and (d.pos.line, d.pos.col) == (5, 2)
     assert "found '10.0.0.300'" in d.message
+
+
+def test_ipv6_instances_default_to_vrrp_version_3() -> None:
+    body = "interface eth0\nvirtual_router_id 5\n{v}virtual_ipaddress {{\n fe80::1\n}}\n"
+    inst, _ = instance(body.format(v=""))
+    assert inst.version == 3
+    inst, _ = instance(body.format(v="version 2\n"))
+    assert inst.version == 2
+    inst, _ = instance(MINIMAL)
+    assert inst.version == 2
 
 
 def test_vip_family_must_match_the_first_vip() -> None:
@@ -244,6 +275,25 @@ def test_nopreempt_with_priority_255_is_reset_like_keepalived() -> None:
     assert d.severity is Severity.WARNING and "priority 255" in d.message
 
 
+def test_nopreempt_with_state_master_is_cleared_like_keepalived() -> None:
+    inst, result = instance("state MASTER\npriority 150\nnopreempt\n" + MINIMAL)
+    assert inst.nopreempt is False and inst.state is InitialState.MASTER
+    (d,) = result.diagnostics
+    assert d.severity is Severity.WARNING and "nopreempt will not work" in d.message
+    inst, result = instance("state BACKUP\npriority 150\nnopreempt\n" + MINIMAL)
+    assert inst.nopreempt is True and result.diagnostics == ()
+
+
+def test_strict_mode_master_must_be_address_owner() -> None:
+    inst, result = instance("state MASTER\npriority 150\nstrict_mode on\nnopreempt\n" + MINIMAL)
+    assert inst.state is InitialState.BACKUP and inst.nopreempt is True
+    names, (d,) = unacted(result)
+    assert names == {"strict_mode"}
+    assert "error" in d and "needs priority 255" in d
+    inst, result = instance("state MASTER\nstrict_mode\n" + MINIMAL)
+    assert inst.state is InitialState.MASTER and inst.priority == 255
+
+
 def test_tracking_lists_with_weights() -> None:
     inst, result = instance(MINIMAL + """
         track_interface {
@@ -277,6 +327,7 @@ def test_tracking_weight_out_of_range_and_unknown_script() -> None:
     assert len(errors) == 2
     assert "-253..253" in errors[0].message and errors[0].pos.line == 12
     assert "track_script 'nosuch' not found" in errors[1].message
+    assert (errors[1].pos.line, errors[1].pos.col) == (11, 2)  # the reference itself
 
 
 def test_unicast_and_mcast_src() -> None:
@@ -359,3 +410,46 @@ def test_unknown_instance_keyword_suggests() -> None:
     (d,) = result.diagnostics
     assert d.severity is Severity.WARNING and d.pos.line == 7
     assert d.hint == "did you mean 'virtual_router_id'?"
+
+
+def test_referenced_interfaces_point_at_the_lines_naming_them() -> None:
+    inst, result = instance("interface eth0\nvirtual_router_id 5\nvirtual_ipaddress {\n"
+                            " 10.0.0.1/24 dev eth3\n}\ntrack_interface {\n eth2 weight 5\n}\n")
+    where = {name: (pos.line, pos.col) for name, pos in
+             referenced_interfaces(result.config).items() if pos is not None}
+    assert where == {"eth0": (2, 1), "eth3": (5, 2), "eth2": (8, 2)}
+    assert inst.interface_pos is not None and inst.interface_pos.line == 2
+
+
+def test_commands_in_use_lists_every_script_keepalived_would_run() -> None:
+    config, _ = load("""
+        vrrp_script used {
+          script /bin/used
+        }
+        vrrp_script unused {
+          script /bin/unused
+        }
+        vrrp_instance VI_1 {
+          interface eth0
+          virtual_router_id 5
+          notify_master /bin/nm
+          track_script {
+            used
+          }
+          virtual_ipaddress {
+            10.0.0.1
+          }
+        }
+        virtual_server 10.0.0.1 80 {
+          protocol TCP
+          quorum_up /bin/qu
+          real_server 10.0.0.2 80 {
+            notify_down /bin/nd
+            MISC_CHECK {
+              misc_path /bin/misc
+            }
+          }
+        }
+    """)
+    assert sorted(c.argv[0] for c in commands_in_use(config)) == \
+        ["/bin/misc", "/bin/nd", "/bin/nm", "/bin/qu", "/bin/used"]

@@ -133,6 +133,14 @@ def test_self_reference_terminates_with_an_error() -> None:
     assert diags[0].pos.line == 3
 
 
+def test_exponential_expansion_is_cut_off() -> None:
+    text = "".join(f"$D{i}=$D{i + 1} $D{i + 1}\n" for i in range(40)) + "$D40=x\nrouter_id $D0\n"
+    pre, diags = run(text)
+    assert words(pre) == []
+    assert [(d.severity, d.pos.line) for d in diags] == [(Severity.ERROR, 42)]
+    assert "too large" in diags[0].message
+
+
 def test_config_id_conditionals() -> None:
     text = "@lb1 priority 150\n@lb2 priority 100\n@^lb1 state BACKUP\n@^lb2 state MASTER\n"
     pre, _ = run(text, config_id="lb1")

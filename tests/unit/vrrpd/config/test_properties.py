@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from vrrpd.config.errors import ConfigError, Diagnostic, Severity
 from vrrpd.config.loader import load_text
+from vrrpd.config.nodes import Node
 from vrrpd.config.syntax import read_tree_text
 
 ETC = Path(__file__).resolve().parents[4] / "etc"
@@ -142,3 +143,33 @@ def test_mutated_valid_configs(source: str, ops: list[tuple[str, float, int, str
 def test_the_unmutated_source_is_clean() -> None:
     diags = full_load(VALID)
     assert [d for d in diags if d.severity >= Severity.ERROR] == []
+
+
+PLAIN_PIECES = st.sampled_from(["{", "}", '"', " ", "\t", "\n", "#", "!", "x", "10.0.0.1",
+                                "real_server", "'"])
+PLAIN = st.lists(st.one_of(PLAIN_PIECES, st.text(alphabet="abc{} \n\"'", max_size=5)),
+                 max_size=40).map("".join)
+
+
+@SETTINGS
+@given(PLAIN)
+def test_every_token_sits_where_its_position_says(text: str) -> None:
+    """Without $/@/~ (no expansion) each token is found verbatim at its file:line:col."""
+    diags: list[Diagnostic] = []
+    nodes = read_tree_text(text, filename="p.conf", config_id="lb1", diagnostics=diags,
+                           base_dir=EMPTY_DIR)
+    lines = text.split("\n")
+
+    def check(node_list: tuple[Node, ...] | None) -> None:
+        for node in node_list or ():
+            for tok in (node.keyword, *node.args):
+                line = lines[tok.pos.line - 1]
+                at = line[tok.pos.col - 1:]
+                assert at.startswith(f'"{tok.text}"' if tok.quoted else tok.text), (tok, line)
+            if node.end is not None:
+                assert lines[node.end.line - 1][node.end.col - 1] == "}"
+            check(node.children)
+
+    check(nodes)
+    for d in diags:
+        assert 1 <= d.pos.line <= len(lines)

@@ -115,6 +115,16 @@ def test_unclosed_block_hint_by_indentation_without_mismatch() -> None:
     assert diags[0].hint is not None and "line 3 ('vrrp_instance')" in diags[0].hint
 
 
+def test_extra_open_brace_after_a_leaf_is_reported_where_it_is() -> None:
+    text = "vrrp_instance VI_1 {\n    state MASTER\n    priority 100 {\n}\n"
+    _, diags = tree(text)
+    assert len(diags) == 1
+    d = diags[0]
+    assert d.severity == Severity.ERROR and d.pos == Position("t.conf", 3, 18)
+    assert "'priority' looks extra" in d.message and "t.conf:4:1" in d.message
+    assert d.hint is not None and "'vrrp_instance' opened at t.conf:1:1" in d.hint
+
+
 def test_every_open_block_is_reported() -> None:
     _, diags = tree("a {\n  b {\n    c 1\n")
     assert [(d.severity, d.pos.line) for d in diags] == [(Severity.ERROR, 1), (Severity.ERROR, 2)]

@@ -187,3 +187,28 @@ async def test_interface_down_is_fault_and_back(rig_factory) -> None:  # type: i
     await asyncio.sleep(0.02)
     assert rt.machine.state is State.MASTER  # owner: straight back
     await rig.runner.stop()
+
+
+async def test_master_asserts_itself_and_runs_rx_lower_pri(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    extra = ' notify_master_rx_lower_pri "/bin/echo lower"\n'
+    rig = rig_factory(conf(instance("VI_1", 51, 255, "10.0.0.100", extra)))
+    await rig.runner.start()
+    await asyncio.sleep(0.02)
+    n = len(rig.sent(51))
+    rig.inject(51, 50, "10.0.0.100")  # a lower-priority master on the wire
+    await asyncio.sleep(0.05)
+    assert len(rig.sent(51)) == n + 1  # an immediate advert
+    assert ("/bin/echo", "lower") in [c[0] for c in rig.procs.calls]
+    await rig.runner.stop()
+
+
+async def test_stale_vip_from_a_crashed_run_is_removed_at_start(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    from vrrpd.vrrp.addresses import Vip
+
+    rig = rig_factory(conf(instance("VI_1", 51, 100, "10.0.0.100")))
+    await rig.addresses.add(Vip("10.0.0.100", 24, "eth0"))
+    await rig.runner.start()
+    await asyncio.sleep(0.02)
+    assert rig.runner.instances["VI_1"].machine.state is State.BACKUP
+    assert not rig.addresses.has("10.0.0.100")
+    await rig.runner.stop()

@@ -1,0 +1,296 @@
+"""Control socket: line-delimited JSON over a unix stream socket, root (or our uid) only.
+
+Server (in the daemon's loop)::
+
+    server = ControlServer(path, status=daemon_status.document)
+    await server.start() ... await server.stop()
+
+Protocol: one JSON object per line in, one per line out, several per connection.
+``{"cmd": "status"}`` -> ``{"ok": true, "status": <StatusDocument>}``; ``{"cmd": "ping"}`` ->
+``{"ok": true, "pid": N}``; anything else -> ``{"ok": false, "error": "..."}`` (bad JSON, a
+non-object, an unknown command, a line over ``MAX_REQUEST`` bytes: the connection is then
+closed).  Extra commands can be registered (``commands={"reload": fn}``).
+
+Access: the socket file is created mode 0600 (umask 0177 around ``bind``, then ``chmod``) and
+every connection's SO_PEERCRED uid must be 0 or the daemon's own uid; others get
+``permission denied`` and are disconnected.  A stale socket is replaced; a live one (another
+daemon answering) is an error, as is a non-socket file at the path.
+
+Client: :func:`request` (blocking, for the CLI) and :func:`status_main` for
+``vrrpd status [--json] [--socket PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import socket
+import stat
+import struct
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from vrrpd.status import StatusDocument
+
+__all__ = ["DEFAULT_SOCKET", "MAX_REQUEST", "ControlError", "ControlServer", "request",
+           "status_main"]
+
+log = structlog.get_logger("vrrpd.control")
+
+DEFAULT_SOCKET = "/run/vrrpd/vrrpd.ctl"
+SOCKET_ENV = "VRRPD_CONTROL_SOCKET"
+MAX_REQUEST = 64 * 1024
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+Reply = dict[str, Any]
+Handler = Callable[[dict[str, Any]], Any]  # request -> reply (or an awaitable of one)
+
+
+class ControlError(Exception):
+    """The client could not talk to the daemon."""
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return pid, uid, gid
+
+
+def _bind_private(path: Path) -> socket.socket:
+    if path.exists() or path.is_symlink():
+        st = path.lstat()
+        if not stat.S_ISSOCK(st.st_mode):
+            raise FileExistsError(f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: nobody listens
+        else:
+            raise RuntimeError(f"another daemon is listening on {path}")
+        finally:
+            probe.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.setblocking(False)
+    return sock
+
+
+class ControlServer:
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_SOCKET, *,
+                 status: Callable[[], StatusDocument] | None = None,
+                 commands: Mapping[str, Handler] | None = None,
+                 idle_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.idle_timeout = idle_timeout
+        self._commands: dict[str, Handler] = {"ping": lambda _req: {"ok": True,
+                                                                     "pid": os.getpid()}}
+        if status is not None:
+            self._commands["status"] = lambda _req: {"ok": True, "status": status()}
+        self._commands.update(commands or {})
+        self._allowed = {0, os.geteuid()}
+        self._server: asyncio.base_events.Server | None = None
+        self._inode: int | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+        self.requests = 0
+        self.denied = 0
+        self.errors = 0
+
+    async def start(self) -> None:
+        sock = _bind_private(self.path)
+        self._inode = self.path.stat().st_ino
+        self._server = await asyncio.start_unix_server(self._client, sock=sock,
+                                                       limit=MAX_REQUEST)
+        log.info("control_socket", path=str(self.path))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()
+            if self._clients:
+                await asyncio.gather(*self._clients, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(OSError):
+            if self._inode is not None and self.path.stat().st_ino == self._inode:
+                self.path.unlink()
+        self._inode = None
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                      ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.CancelledError, TimeoutError):
+            pass
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        pid, uid, _gid = peer_credentials(sock)
+        if uid not in self._allowed:
+            self.denied += 1
+            log.warning("control_denied", peer_pid=pid, peer_uid=uid)
+            await self._send(writer, {"ok": False, "error": "permission denied"})
+            return
+        while True:
+            try:
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), self.idle_timeout)
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial.strip():
+                    return
+                line = exc.partial  # last request without a newline
+            except asyncio.LimitOverrunError:
+                self.errors += 1
+                await self._send(writer, {"ok": False,
+                                          "error": f"request longer than {MAX_REQUEST} bytes"})
+                return
+            if not line.strip():
+                continue
+            await self._send(writer, await self._answer(line))
+            if reader.at_eof():
+                return
+
+    async def _answer(self, line: bytes) -> Reply:
+        self.requests += 1
+        try:
+            req = json.loads(line)
+        except ValueError as exc:
+            self.errors += 1
+            return {"ok": False, "error": f"invalid JSON: {exc}"}
+        if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+            self.errors += 1
+            return {"ok": False, "error": 'a request is a JSON object {"cmd": "..."}'}
+        handler = self._commands.get(req["cmd"])
+        if handler is None:
+            self.errors += 1
+            return {"ok": False, "error": f"unknown command {req['cmd']!r}",
+                    "commands": sorted(self._commands)}
+        try:
+            reply = handler(req)
+            if inspect.isawaitable(reply):
+                reply = await reply
+        except Exception as exc:
+            self.errors += 1
+            log.exception("control_command_failed", cmd=req["cmd"])
+            return {"ok": False, "error": f"{req['cmd']} failed: {type(exc).__name__}: {exc}"}
+        return dict(reply)
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, reply: Reply) -> None:
+        # the reply is a fresh object nobody else holds: serialise it off the loop
+        data = await asyncio.to_thread(_encode, reply)
+        writer.write(data)
+        await writer.drain()
+
+
+def _encode(reply: Reply) -> bytes:
+    return json.dumps(reply, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+# ---- client -------------------------------------------------------------------------------
+
+
+def request(path: str | os.PathLike[str], payload: Mapping[str, Any], *,
+            timeout: float = 10.0) -> Reply:
+    """Send one request, return the reply (blocking).  ``ControlError`` if unreachable."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(os.fspath(path))
+        except FileNotFoundError:
+            raise ControlError(f"{path}: no such socket (is vrrpd running?)") from None
+        except PermissionError:
+            raise ControlError(f"{path}: permission denied (root only)") from None
+        except OSError as exc:
+            raise ControlError(f"{path}: {exc.strerror or exc}") from None
+        try:
+            s.sendall(json.dumps(dict(payload)).encode() + b"\n")
+            buf = bytearray()
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as exc:
+            raise ControlError(f"{path}: {exc}") from None
+    if not buf:
+        raise ControlError(f"{path}: the daemon closed the connection without a reply")
+    try:
+        reply = json.loads(buf)
+    except ValueError as exc:
+        raise ControlError(f"{path}: unreadable reply: {exc}") from None
+    if not isinstance(reply, dict):
+        raise ControlError(f"{path}: unexpected reply {reply!r}")
+    return reply
+
+
+EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING = 0, 1, 3
+
+
+def status_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
+    """``vrrpd status [--json] [--socket PATH] [--timeout S]``.
+
+    Exit 0 with the status printed; 3 when the daemon cannot be reached (LSB "not
+    running"); 1 when it answered with an error."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    p = argparse.ArgumentParser(prog="vrrpd status",
+                                description="show what the running vrrpd is doing")
+    p.add_argument("--json", action="store_true", help="the full status document as JSON")
+    p.add_argument("--socket", default=os.environ.get(SOCKET_ENV, DEFAULT_SOCKET),
+                   metavar="PATH", help=f"control socket (default {DEFAULT_SOCKET}, "
+                                        f"or ${SOCKET_ENV})")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    args = p.parse_args(list(argv) if argv is not None else None)
+    try:
+        reply = request(args.socket, {"cmd": "status"}, timeout=args.timeout)
+    except ControlError as exc:
+        print(f"vrrpd status: {exc}", file=err)
+        return EXIT_NOT_RUNNING
+    if not reply.get("ok") or not isinstance(reply.get("status"), dict):
+        print(f"vrrpd status: {reply.get('error', 'bad reply')}", file=err)
+        return EXIT_ERROR
+    if args.json:
+        json.dump(reply["status"], out, indent=2)
+        out.write("\n")
+    else:
+        from vrrpd.status_text import format_status
+
+        out.write(format_status(reply["status"]))
+    return EXIT_OK
