@@ -1,5 +1,6 @@
-"""asyncio driver of ``HealthCore``: one ``loop.call_at`` for the earliest deadline, one future
-per running probe (no task for TCP_CHECK), commands through a bounded ``ProcessLimiter``.
+"""asyncio driver of ``HealthCore``: one ``loop.call_at`` for the earliest deadline, TCP_CHECKs
+through one ``TcpEngine`` (no task, future or handle per probe), other probes as tasks, commands
+through a bounded ``ProcessLimiter``.
 
 Nothing here blocks the loop: probes are asynchronous, scripts are child processes, the
 callbacks (``on_change``, ``on_fifo``) are plain functions that must return quickly, and due
@@ -195,7 +196,10 @@ class CheckerManager:
             state = current
         actions = core.on_result_state(state, result, self._loop.time())
         if actions:
-            self._apply(actions)
+            try:
+                self._apply(actions)
+            except Exception:  # a failing callback must not strand the other probes
+                log.exception("checker_callback_failed")
         due = core.timers.due_at(state.index)
         if self._timer is None or due is None or self._timer_at is None or due < self._timer_at:
             self._arm()  # else the armed timer comes first anyway (the usual case)

@@ -105,13 +105,19 @@ class CheckerState:
     runs: int = 0
     running: bool = False
     dynamic_value: int | None = None
-    last: CheckResult | None = None
+    # the last result's fields, not the CheckResult itself: 10,000 result objects living for a
+    # delay_loop each would all reach the GC's oldest generation and lengthen full collections
+    last_ok: bool | None = None
+    last_detail: str = "not run yet"
+    last_latency: float | None = None  # floats are not GC-tracked: cheap to keep
 
     def apply(self, result: CheckResult) -> tuple[bool, float]:
         """Fold one probe result in; returns (up/down changed, delay until the next probe)."""
         spec = self.spec
         self.runs += 1
-        self.last = result
+        self.last_ok = result.ok
+        self.last_detail = result.detail
+        self.last_latency = result.latency
         if result.ok:
             if result.weight is not None:
                 self.dynamic_value = result.weight
@@ -253,7 +259,9 @@ class HealthCore:
                 self.timers.schedule(st.index, first_run(st.spec, now, self._rng))
                 continue
             st.up, st.retry_it, st.runs = old.up, old.retry_it, old.runs
-            st.dynamic_value, st.last, st.running = old.dynamic_value, old.last, old.running
+            st.dynamic_value, st.running = old.dynamic_value, old.running
+            st.last_ok, st.last_detail = old.last_ok, old.last_detail
+            st.last_latency = old.last_latency
             due = previous.timers.due_at(old.index) if previous is not None else None
             if not old.running:
                 self.timers.schedule(st.index, now if due is None else due)
@@ -357,7 +365,7 @@ class HealthCore:
         return CheckSnapshot(
             kind=spec.kind, target=f"[{spec.connect_ip}]:{spec.connect_port}", up=st.up,
             retry_it=st.retry_it, runs=st.runs, next_at=self.timers.due_at(st.index),
-            detail=st.last.detail if st.last else "not run yet")
+            detail=st.last_detail)
 
     # ---- the one place that changes server state
 

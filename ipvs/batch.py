@@ -97,13 +97,8 @@ def service_nla(service: Service) -> list[bytes]:
     return parts
 
 
-def dest_key_nla(key: DestKey, af: int = 0) -> list[bytes]:
-    family = af or (socket.AF_INET6 if key.addr.version == 6 else socket.AF_INET)
-    return [_u16(11, family), _nla(1, pack_addr(key.addr)), _be16(2, key.port)]
-
-
-# A whole destination in one pack (ports pre-swapped to network order): the attributes of
-# dest_key_nla + dest_nla below, in the same order, with the same padding.
+# A whole destination in one pack (ports pre-swapped to network order): the attributes
+# ipvs.netlink.dest_attrs lists, in the same order, with the same padding.
 _DEST = struct.Struct("=HHH2x HH16s HHH2x HHI HHI HHI HHI HHB3x HHH2x HHH2x")
 
 
@@ -120,13 +115,14 @@ def dest_attr(dest: Destination) -> bytes:
     return struct.pack("=HH", 4 + len(body), 2) + body
 
 
-def dest_nla(dest: Destination) -> list[bytes]:
-    return [
-        *dest_key_nla(dest.key, dest.af),
-        _u32(3, int(dest.forward)), _u32(4, dest.weight), _u32(5, dest.u_threshold),
-        _u32(6, dest.l_threshold), _u8(13, int(dest.tun_type)), _be16(14, dest.tun_port),
-        _u16(15, dest.tun_flags),
-    ]
+_DEST_KEY = struct.Struct("=HHH2x HH16s HHH2x")
+
+
+def dest_key_attr(key: DestKey) -> bytes:
+    """The nested IPVS_CMD_ATTR_DEST naming a destination (delete)."""
+    family = socket.AF_INET6 if key.addr.version == 6 else socket.AF_INET
+    body = _DEST_KEY.pack(6, 11, family, 20, 1, key.addr.packed, 6, 2, socket.htons(key.port))
+    return struct.pack("=HH", 4 + len(body), 2) + body
 
 
 @functools.lru_cache(maxsize=4096)
@@ -150,7 +146,7 @@ def op_payload(op: Op) -> tuple[Cmd, bytes]:
         return Cmd.NEW_DEST, svc + dest_attr(op.dest)
     if isinstance(op, EditDest):
         return Cmd.SET_DEST, svc + dest_attr(op.dest)
-    return Cmd.DEL_DEST, svc + _nested(2, dest_key_nla(op.dest))
+    return Cmd.DEL_DEST, svc + dest_key_attr(op.dest)
 
 
 def encode(family: int, seq: int, cmd: int, payload: bytes, *,

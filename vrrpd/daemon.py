@@ -85,6 +85,21 @@ def build_runners(config: Config, args: argparse.Namespace) -> list[tuple[str, R
     return runners
 
 
+def apply_process_priority(config: Config, parts: list[str]) -> None:
+    """keepalived's ``vrrp_priority`` / ``checker_priority`` (nice values) for our one process:
+    the VRRP one when VRRP runs here (its timing matters most), else the checkers' one."""
+    gd = config.global_defs
+    value = gd.vrrp_priority if "vrrp" in parts else gd.checker_priority
+    if value is None:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, value)
+    except OSError as exc:
+        log.warning("process priority not set", nice=value, error=str(exc))
+    else:
+        log.info("process priority", nice=value)
+
+
 async def serve(runners: list[tuple[str, Runner]]) -> int:
     """Start every runner, wait for SIGTERM/SIGINT, stop them in reverse order."""
     loop = asyncio.get_running_loop()
@@ -160,6 +175,7 @@ def run_daemon(args: argparse.Namespace, config_id: str) -> int:
              instances=len(config.vrrp_instances), virtual_servers=len(config.virtual_servers))
     try:
         runners = build_runners(config, args)
+        apply_process_priority(config, [name for name, _ in runners])
         return asyncio.run(serve(runners))
     finally:
         for path in pid_files:

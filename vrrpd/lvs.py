@@ -252,20 +252,26 @@ class LvsRunner:
             self._wake.set()
 
     async def apply_config(self, config: Config) -> SyncResult:
-        """A reload: recompile, keep the checkers if their specs did not change, and send
-        only the differences (planned against the cached table, no dump)."""
+        """A reload: recompile, hand changed specs to the checkers (``reload``: unchanged
+        checks keep their state; a manager without it is restarted), and send only the
+        differences (planned against the cached table, no dump)."""
         async with self._lock:
             self.config = config
             self._compiled = compile_config(config, self._compile_cache)
             specs = (self._spec_cache.specs(config) if self._checker_factory is not None
                      else self._specs)
             if specs != self._specs:
-                await self._stop_checkers()
                 known = {c.vs_key for c in self._compiled}
                 self._weights = {k: v for k, v in self._weights.items() if k in known}
                 self._hold = True
                 try:
-                    await self._start_checkers(specs)
+                    reload = getattr(self._checkers, "reload", None)
+                    if reload is not None:  # unchanged checks keep their state (keepalived)
+                        self._specs = specs
+                        await reload(specs)
+                    else:
+                        await self._stop_checkers()
+                        await self._start_checkers(specs)
                 finally:
                     self._hold = False
             result = await self._reconcile(dump=False)

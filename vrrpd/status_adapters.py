@@ -343,12 +343,13 @@ def _checkers(rsnap: Any, rs_spec: Any, core: Any, by_id: Mapping[int, Any], now
             state = by_id.get(id(spec))
             if state is None or state.spec is not spec:
                 state = table.get(spec)  # an equal spec shared with another server
-        last = getattr(state, "last", None)
+        last_ok = getattr(state, "last_ok", None)
+        latency = getattr(state, "last_latency", None)
         out.append(CheckerStatus(
             kind=c.kind, target=c.target, up=bool(c.up), runs=int(c.runs),
             retry_it=int(c.retry_it),
-            last_ok=bool(last.ok) if last is not None else None,
+            last_ok=bool(last_ok) if last_ok is not None else None,
             last_result=c.detail,
-            latency=float(last.latency) if last is not None else None,
+            latency=float(latency) if latency is not None else None,
             next_in=max(0.0, c.next_at - now) if c.next_at is not None else None))
     return out

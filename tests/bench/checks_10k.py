@@ -10,7 +10,9 @@ over virtual servers of 100 real servers; one listener on 0.0.0.0:18080 accepts 
 CPU is reported for the steady state (after the warmup spread, ``delay_loop`` s) and in total.
 
 Run on the host: ``.venv/bin/python tests/bench/checks_10k.py [--checks N] [--duration S]``;
-in the QEMU guest (both daemons, same guest run): add ``--guest``.
+in the QEMU guest (both daemons, same guest run): add ``--guest`` (and ``--rounds 3``: the
+daemons alternate and each keeps its best round, since a shared host makes TCG speed drift).
+Under TCG 10,000 checks saturate the emulated CPU for both daemons: compare with ~1,000 there.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ async def _ours(conf: str, duration: float) -> dict[str, float]:
         return sum(st.runs for st in mgr.core.states)
 
     def ups() -> int:
-        return sum(st.up and st.last is not None and st.last.ok for st in mgr.core.states)
+        return sum(bool(st.up and st.last_ok) for st in mgr.core.states)
 
     loop = asyncio.get_running_loop()
     late: list[float] = []
@@ -224,26 +226,41 @@ def run_keepalived(conf: Path, duration: float, tmp: Path,
 # ---------------------------------------------------------------- main
 
 
-def bench(checks: int, duration: float, which: str) -> dict[str, object]:
-    results: dict[str, object] = {"checks": checks, "duration_s": duration,
+def _per_probe(r: object) -> float:
+    if not isinstance(r, dict):
+        return float("inf")
+    return float(r["cpu_steady_s"]) / max(int(r["probes_steady"]), 1)
+
+
+def bench(checks: int, duration: float, which: str, rounds: int = 1) -> dict[str, object]:
+    """Alternate the daemons ``rounds`` times (load on a shared machine drifts) and keep, for
+    each, the round with the least CPU per probe."""
+    results: dict[str, object] = {"checks": checks, "duration_s": duration, "rounds": rounds,
                                   "where": "guest" if os.environ.get("VRRPD_IN_GUEST") else
                                   "host", "cpus": os.cpu_count()}
+    per_round: dict[str, list[float]] = {"vrrpd": [], "keepalived": []}
     with tempfile.TemporaryDirectory(prefix="hc-bench-") as tmpdir:
         tmp = Path(tmpdir)
         conf = tmp / "keepalived.conf"
         write_config(conf, checks)
         listener = Listener()
         try:
-            if which in ("ours", "both"):
-                a0 = listener.accepted
-                results["vrrpd"] = run_ours(conf, duration)
-                results["vrrpd_accepted"] = listener.accepted - a0
-            if which in ("keepalived", "both"):
-                a0 = listener.accepted
-                results["keepalived"] = run_keepalived(conf, duration, tmp, listener)
-                results["keepalived_accepted"] = listener.accepted - a0
+            for _ in range(rounds):
+                if which in ("ours", "both"):
+                    r = run_ours(conf, duration)
+                    per_round["vrrpd"].append(_per_probe(r))
+                    if _per_probe(r) <= _per_probe(results.get("vrrpd")):
+                        results["vrrpd"] = r
+                if which in ("keepalived", "both"):
+                    k = run_keepalived(conf, duration, tmp, listener)
+                    per_round["keepalived"].append(_per_probe(k))
+                    if not isinstance(k, dict) or \
+                            _per_probe(k) <= _per_probe(results.get("keepalived")):
+                        results["keepalived"] = k
         finally:
             listener.close()
+    results["cpu_ms_per_probe_each_round"] = {
+        k: [round(v * 1e3, 3) for v in vs] for k, vs in per_round.items() if vs}
     return results
 
 
@@ -277,6 +294,7 @@ def main() -> int:
     ap.add_argument("--checks", type=int, default=10_000)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--which", choices=("ours", "keepalived", "both"), default="both")
+    ap.add_argument("--rounds", type=int, default=1, help="alternate the daemons N times")
     ap.add_argument("--guest", action="store_true", help="run everything in the QEMU guest")
     ap.add_argument("--child-ours", metavar="CONF")
     args = ap.parse_args()
@@ -290,14 +308,15 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="hc-bench-guest-") as share:
             res = run_in_guest(
                 [sys.executable, str(Path(__file__).resolve()), "--checks", str(args.checks),
-                 "--duration", str(args.duration), "--which", args.which],
+                 "--duration", str(args.duration), "--which", args.which,
+                 "--rounds", str(args.rounds)],
                 Path(share), cwd=str(ROOT), env={"VRRPD_IN_GUEST": "1"},
-                timeout=300 + 3 * args.duration, memory_mb=2048)
+                timeout=300 + 3 * args.duration * args.rounds, memory_mb=2048)
         sys.stdout.write(res.output)
         if res.returncode != 0:
             sys.stdout.write(res.console[-3000:])
         return res.returncode or 0
-    report(bench(args.checks, args.duration, args.which))
+    report(bench(args.checks, args.duration, args.which, args.rounds))
     return 0
 
 

@@ -1,0 +1,1 @@
+"""QEMU guest machinery of the kernel test tier (imported as ``guest.*``)."""

@@ -1,8 +1,10 @@
 """pytest plugin: run every ``@pytest.mark.kernel`` item inside one QEMU guest per session.
 
 On the host, the first kernel item to run boots the guest once and runs, inside it, one pytest
-over exactly the session's kernel node ids (the same checkout and venv, seen over 9p).  The guest
-session writes its serialized reports to the writable share; each host kernel item then replays
+over exactly the session's kernel node ids (the same checkout and venv, seen over 9p; it collects
+their modules and keeps exactly those ids, so one module failing to import there only fails its
+own tests).  The guest session writes its serialized reports to the writable share; each host
+kernel item then replays
 its guest reports (pass, fail with the guest's traceback, skip with reason) instead of running.
 No host fixture of a kernel item is ever set up.  A guest that fails to boot, or a test the guest
 never reported, fails with the console log and the guest's output: never a silent skip.
@@ -38,7 +40,7 @@ class _GuestRun:
     result: qemu.GuestResult | None = None
     error: str = ""  # the guest could not even be launched
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    collect_errors: list[str] = field(default_factory=list)
+    collect_errors: dict[str, str] = field(default_factory=dict)  # node id -> error text
     guest_pytest_seconds: float | None = None  # guest session start -> finish
     guest_tests_seconds: float | None = None  # guest collection finished -> finish
     count: int = 0
@@ -95,6 +97,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _append({"event": "finish", "time": time.time(), "exit": int(exitstatus)})
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the guest: keep exactly the node ids the host selected."""
+    select = os.environ.get("VRRPD_GUEST_SELECT")
+    if not IN_GUEST or not select:
+        return
+    wanted = set(Path(select).read_text().splitlines())
+    keep = [i for i in items if i.nodeid in wanted]
+    dropped = [i for i in items if i.nodeid not in wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 _config: pytest.Config | None = None
 
 
@@ -118,12 +133,17 @@ def _boot_and_run(session: pytest.Session) -> _GuestRun:
     started = time.monotonic()
     share = Path(tempfile.mkdtemp(prefix="vrrpd-guest-"))
     try:
+        # The guest collects the modules and keeps exactly these node ids (a node id whose
+        # module fails to import would make pytest refuse the whole command line).
         (share / "nodeids.txt").write_text("".join(i.nodeid + "\n" for i in items))
+        files = sorted({i.nodeid.split("::", 1)[0] for i in items})
+        (share / "files.txt").write_text("".join(f + "\n" for f in files))
         argv = [
             # hypothesis' plugin alone costs ~3 s of guest start-up; kernel tests do not use it
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-            "-v", "--durations=15",
-            f"--rootdir={config.rootpath}", f"@{qemu.GUEST_SHARE}/nodeids.txt",
+            # one module that fails to import must not stop the others
+            "-v", "--durations=15", "--continue-on-collection-errors",
+            f"--rootdir={config.rootpath}", f"@{qemu.GUEST_SHARE}/files.txt",
         ]
         tbstyle = config.getoption("tbstyle", "auto")
         if tbstyle and tbstyle != "auto":
@@ -131,6 +151,7 @@ def _boot_and_run(session: pytest.Session) -> _GuestRun:
         env = {
             "VRRPD_IN_GUEST": "1",
             "VRRPD_GUEST_REPORT": f"{qemu.GUEST_SHARE}/{_REPORTS}",
+            "VRRPD_GUEST_SELECT": f"{qemu.GUEST_SHARE}/nodeids.txt",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
         }
@@ -171,7 +192,7 @@ def _read_reports(path: Path, run: _GuestRun) -> None:
             data = record["data"]
             run.reports.setdefault(data["nodeid"], []).append(data)
         elif event == "collect-error":
-            run.collect_errors.append(f"{record['nodeid']}:\n{record['text']}")
+            run.collect_errors[record["nodeid"]] = record["text"]
         elif event == "start":
             start = record["time"]
         elif event == "collected":
@@ -206,8 +227,13 @@ def _missing_report_text(run: _GuestRun, nodeid: str) -> str:
     parts = [f"the QEMU guest reported no result for {nodeid}"]
     if run.error:
         parts.append(f"the guest could not be launched: {run.error}")
+    # a collection error of this test's module (or a parent) explains it all by itself
+    own = {n: t for n, t in run.collect_errors.items()
+           if nodeid == n or nodeid.startswith(n + "::") or nodeid.startswith(n.rstrip("/") + "/")}
+    for n, text in own.items():
+        parts.append(f"guest collection error in {n}:\n{text}")
     result = run.result
-    if result is not None:
+    if result is not None and not own:
         if result.timed_out:
             stage = "while booting" if result.boot_seconds is None else "while testing"
             parts.append(f"the guest was killed at its timeout {stage} (VRRPD_GUEST_TIMEOUT)")
@@ -215,8 +241,7 @@ def _missing_report_text(run: _GuestRun, nodeid: str) -> str:
             parts.append("the guest never reached its command (boot failure)")
         else:
             parts.append(f"guest pytest exit code: {result.returncode}")
-    parts.extend(f"guest collection error in {e}" for e in run.collect_errors)
-    if result is not None:
+        parts.extend(f"guest collection error in {n}" for n in run.collect_errors)
         parts.append("---- guest pytest output (tail) ----\n" + _tail(result.output))
         parts.append("---- guest console (tail) ----\n" + _tail(result.console))
     if run.log_dir is not None:

@@ -24,7 +24,7 @@ from vrrpd.lvs_cli import read_listing
 
 pytestmark = pytest.mark.kernel
 
-SEED = Path(__file__).parent / "data" / "seed000_master.conf"
+SEED = Path(__file__).parents[2] / "etc" / "seed000-mycat-master.conf"  # the seed, as published
 PAD = " " * 9
 SEED_TABLE = [
     "TCP  192.168.244.10:8066 rr persistent 50",

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.netns
 
 MDI_150 = confs.master_down(150)  # 3.414 s
 MDI_100 = confs.master_down(100)  # 3.609 s
-START = 3.0  # honest allowance for starting a daemon (python import) on a loaded 2-core box
+START = 6.0  # starting a daemon: python import measured up to ~3 s on the loaded box
 
 
 @pytest.mark.parametrize(("kind_a", "kind_b"), PAIRS, ids=PAIR_IDS)

@@ -16,7 +16,7 @@ from tests.netns.pair import PAIR_IDS, PAIRS, VIP, Pair
 
 pytestmark = pytest.mark.netns
 
-START = 3.0
+START = 6.0  # starting a daemon: python import measured up to ~3 s on the loaded box
 GARP_DELAY = 2  # garp_master_delay, shortened from keepalived's 5 s to keep tests short
 MARGIN = 0.15  # keepalived measured ~4 ms late here; scheduling noise on a shared 2-core box
 EARLY = 0.02  # no router may act before the protocol allows it
@@ -38,7 +38,9 @@ def check_garps(p: Pair, mac: str, t_first_advert: float) -> None:
     offsets = [(round(g.time - t_first_advert, 4), g.hwsrc) for g in garps]
     assert len(garps) == 10, offsets
     first, second = garps[:5], garps[5:]
-    assert all(g.time - t_first_advert < 0.1 for g in first), offsets
+    # VIPs are added (netlink, under the rtnl lock other tests' namespace churn also takes)
+    # before the GARPs, as keepalived does: allow that, still far from the second burst
+    assert all(g.time - t_first_advert < 0.25 for g in first), offsets
     assert all(abs(g.time - t_first_advert - GARP_DELAY) < 0.25 for g in second), offsets
     ip = bytes(int(x) for x in VIP.split("."))
     hw = bytes.fromhex(mac.replace(":", ""))

@@ -249,8 +249,7 @@ async def test_default_tcp_engine_path_follows_the_listener() -> None:
     try:
         await mgr.start()
         await asyncio.sleep(0.7)
-        assert mgr.core.states[0].runs >= 2 and mgr.core.states[0].last is not None
-        assert mgr.core.states[0].last.ok
+        assert mgr.core.states[0].runs >= 2 and mgr.core.states[0].last_ok
         server.close()
         await server.wait_closed()
         t_stop = time.monotonic()
@@ -266,3 +265,26 @@ async def test_default_tcp_engine_path_follows_the_listener() -> None:
         await mgr.stop()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_failing_callback_does_not_stop_the_checks() -> None:
+    servers = tuple(RealServerSpec(address=ip_address(f"127.0.2.{i}"), port=1, checkers=(
+        TcpCheckSpec(connect_ip=ip_address(f"127.0.2.{i}"), connect_port=1, retry=0,
+                     delay_loop=0.2, warmup=0.0),)) for i in range(1, 6))
+    calls = 0
+
+    def broken(vs_key: str, servers: Mapping[ServerKey, int]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # the initial report passes, every later one raises
+            raise RuntimeError("reconciler bug")
+
+    mgr = CheckerManager([VirtualServerSpec(key="FWM 1", real_servers=servers)],
+                         on_change=broken)
+    try:
+        await mgr.start()
+        await asyncio.sleep(1.0)
+    finally:
+        await mgr.stop()
+    # every check kept running (port 1 refuses: all went down, then kept being probed)
+    assert all(st.runs >= 3 and not st.up for st in mgr.core.states)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -133,20 +134,23 @@ async def test_grandchild_holding_pipe_does_not_hang(tmp_path: Path) -> None:
 
 
 async def test_loop_not_blocked_while_running() -> None:
-    ticks = 0
+    """A blocking wait would stall the loop for the whole 1 s; load only adds scheduling noise."""
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
 
     async def ticker() -> None:
-        nonlocal ticks
         while True:
+            stamps.append(loop.time())
             await asyncio.sleep(0.02)
-            ticks += 1
 
     t = asyncio.ensure_future(ticker())
     try:
-        await run(["sleep", "0.5"], timeout=5)
+        await run(["sleep", "1"], timeout=5)
     finally:
         t.cancel()
-    assert ticks >= 10
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert len(stamps) >= 3
+    assert max(gaps) < 0.5, f"event loop stalled {max(gaps):.3f} s while the command ran"
 
 
 async def test_limiter_bounds_concurrency(tmp_path: Path) -> None:
@@ -184,8 +188,9 @@ async def test_limiter_bounds_concurrency(tmp_path: Path) -> None:
 async def test_limiter_timeout_counts_from_start_not_from_queue() -> None:
     limiter = ProcessLimiter(1)
     first, second = await asyncio.gather(
-        limiter.run(["sleep", "0.4"], timeout=5),
-        limiter.run(["sleep", "0.1"], timeout=0.3),
+        limiter.run(["sleep", "2"], timeout=5),
+        # queued ~2 s behind the first: a timeout counted from the queue would fire
+        limiter.run(["sleep", "0.1"], timeout=1.5),
     )
     assert first.ok and second.ok
 

@@ -42,3 +42,24 @@ def test_sigterm_stops_gracefully_and_removes_the_pid_file(tmp_path: Path) -> No
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any(e.get("event") == "signal" and e.get("signal") == "SIGTERM" for e in events), out
     assert not pid.exists()
+
+
+def test_checker_priority_sets_the_nice_value(tmp_path: Path) -> None:
+    conf = tmp_path / "k.conf"
+    conf.write_text("global_defs {\n  checker_priority 7\n}\n")
+    pid = tmp_path / "vrrpd.pid"
+    proc = vrrpd("-f", str(conf), "-n", "-p", str(pid), "--log-format", "json")
+    try:
+        deadline = time.monotonic() + 20
+        while not pid.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        nice = None
+        while nice != 7 and proc.poll() is None and time.monotonic() < deadline:
+            stat = Path(f"/proc/{proc.pid}/stat").read_text()
+            nice = int(stat.rsplit(")", 1)[1].split()[16])  # field 19: nice
+            time.sleep(0.05)
+        assert nice == 7
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, (out, err)

@@ -345,3 +345,29 @@ async def test_a_slow_dump_stretches_the_sync_interval() -> None:
     gaps = [b[0] - a[1] for a, b in zip(kernel.dumps[1:], kernel.dumps[2:], strict=False)]
     assert gaps and min(gaps) >= 0.19
     assert r.stats.last_sync_seconds >= 0.1
+
+
+class ReloadingCheckers(FakeCheckers):
+    reloads: ClassVar[list[Sequence[VirtualServerSpec]]] = []
+
+    async def reload(self, specs: Sequence[VirtualServerSpec]) -> None:
+        ReloadingCheckers.reloads.append(specs)
+        self.specs = specs
+        await self.start()  # reports the desired weights again, as the real manager does
+
+
+async def test_reload_hands_new_specs_to_the_running_checkers() -> None:
+    FakeCheckers.instances.clear()
+    ReloadingCheckers.reloads.clear()
+    kernel = FakeKernel()
+    r = runner(seed(), kernel, checker_manager=ReloadingCheckers, sync_interval=3600)
+    await r.start()
+    (checkers,) = FakeCheckers.instances
+    kernel.reset_calls()
+    await r.apply_config(seed(w2=7))
+    assert FakeCheckers.instances == [checkers] and not checkers.stopped  # same manager
+    assert [rs.weight for rs in ReloadingCheckers.reloads[-1][0].real_servers] == [1, 7]
+    assert kernel.calls == [("set_dest", (KEY, replace(D2, weight=7)))]
+    await r.apply_config(seed(w2=7))  # unchanged specs: no reload at all
+    assert len(ReloadingCheckers.reloads) == 1
+    await r.stop()

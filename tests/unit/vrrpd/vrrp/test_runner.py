@@ -212,3 +212,19 @@ async def test_stale_vip_from_a_crashed_run_is_removed_at_start(rig_factory) -> 
     assert rig.runner.instances["VI_1"].machine.state is State.BACKUP
     assert not rig.addresses.has("10.0.0.100")
     await rig.runner.stop()
+
+
+async def test_interface_down_at_start_is_fault(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    rig = rig_factory(conf(instance("VI_1", 51, 255, "10.0.0.100")))
+    rig.addresses.links["eth0"] = replace(rig.addresses.links["eth0"], running=False)
+    await rig.runner.start()
+    await asyncio.sleep(0.02)
+    rt = rig.runner.instances["VI_1"]
+    assert rt.machine.state is State.FAULT and rig.transport.sent == []
+    assert not rig.addresses.has("10.0.0.100")
+    rig.monitors[0].set_running("eth0", True)
+    await asyncio.sleep(0.02)
+    assert rt.machine.state is State.MASTER and rig.addresses.has("10.0.0.100")
+    await rig.runner.stop()
