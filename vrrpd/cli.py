@@ -4,6 +4,8 @@
     vrrpd -t -f CONF                 config test, exit codes as keepalived -t
     vrrpd --dump-config -f CONF      normalised config as JSON
     vrrpd --list-ipvs                the kernel's IPVS table, as ipvsadm -L -n prints it
+    vrrpd status [--json]            the running daemon's state over its control socket
+    vrrpd demo                       the live LVS-DR demo cluster (as root)
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="don't remove IPVS topology on daemon stop")
     p.add_argument("--list-ipvs", action="store_true",
                    help="print the IPVS table of this network namespace (ipvsadm -L -n format)")
+    p.add_argument("--control-socket", default=None, metavar="PATH",
+                   help="control socket for `vrrpd status` (default /run/vrrpd/vrrpd.ctl)")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus /metrics on this address (default: off)")
+    p.add_argument("--data-file", default=None, metavar="FILE",
+                   help="SIGUSR1 VRRP data dump (default /tmp/keepalived.data)")
+    p.add_argument("--check-data-file", default=None, metavar="FILE",
+                   help="SIGUSR1 checker data dump (default /tmp/keepalived_check.data)")
+    p.add_argument("--stats-file", default=None, metavar="FILE",
+                   help="SIGUSR2 VRRP stats dump (default /tmp/keepalived.stats)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log level")
     p.add_argument("--log-format", default="auto", choices=["auto", "json", "console"],
@@ -54,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["status"]:
+        from vrrpd.control import status_main
+
+        return status_main(argv[1:])
+    if argv[:1] == ["demo"]:
+        from vrrpd.demo.script import main as demo_main
+
+        return demo_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.list_ipvs:
         from vrrpd.lvs_cli import list_ipvs

@@ -61,8 +61,12 @@ def write_pid_files(paths: Iterable[str | None]) -> list[Path]:
     return written
 
 
-def build_runners(config: Config, args: argparse.Namespace) -> list[tuple[str, Runner]]:
-    """LVS first (VRRP state changes are forwarded to it for lvs_sync_daemon), then VRRP."""
+def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
+                  ) -> list[tuple[str, Runner]]:
+    """LVS first (VRRP state changes are forwarded to it for lvs_sync_daemon), then VRRP.
+
+    ``ops`` (a :class:`vrrpd.status.DaemonStatus`) is told the runners and records transitions
+    and GARPs for ``vrrpd status``, the metrics and the SIGUSR dumps."""
     runners: list[tuple[str, Runner]] = []
     lvs_runner: Any = None
     if not getattr(args, "vrrp", False) and config.virtual_servers:
@@ -81,7 +85,19 @@ def build_runners(config: Config, args: argparse.Namespace) -> list[tuple[str, R
         from vrrpd.vrrp.runner import VrrpRunner
 
         on_state = getattr(lvs_runner, "vrrp_state_changed", None)
-        runners.append(("vrrp", VrrpRunner(config, on_state=on_state)))
+        vrrp_runner: Any
+        if ops is not None:
+            from vrrpd.status_adapters import GarpCounter, TransitionRecorder
+            from vrrpd.vrrp.garp import PacketGarpSender
+
+            ops.recorder, ops.garps = TransitionRecorder(), GarpCounter(PacketGarpSender())
+            vrrp_runner = VrrpRunner(config, on_state=ops.recorder.chain(on_state),
+                                     garp_sender=ops.garps)
+        else:
+            vrrp_runner = VrrpRunner(config, on_state=on_state)
+        runners.append(("vrrp", vrrp_runner))
+    if ops is not None:
+        ops.set_runners(vrrp=dict(runners).get("vrrp"), lvs=lvs_runner)
     return runners
 
 
@@ -100,7 +116,62 @@ def apply_process_priority(config: Config, parts: list[str]) -> None:
         log.info("process priority", nice=value)
 
 
-async def serve(runners: list[tuple[str, Runner]]) -> int:
+class Operations:
+    """The operator-facing side: control socket (``vrrpd status``), SIGUSR1/SIGUSR2 dumps,
+    optional Prometheus endpoint.  None of them may stop the daemon from running: a control
+    socket another daemon holds, or a metrics port in use, is logged and skipped."""
+
+    def __init__(self, args: argparse.Namespace, config: Config) -> None:
+        from vrrpd.status import DaemonStatus
+
+        self.args = args
+        self.status = DaemonStatus(config_path=getattr(args, "config", None),
+                                   router_id=config.global_defs.router_id)
+        self._ctl: Any = None
+        self._dumps: Any = None
+        self._metrics: Any = None
+
+    async def start(self) -> None:
+        from vrrpd.control import DEFAULT_SOCKET, ControlServer
+        from vrrpd.dumps import DumpPaths, DumpWriter
+
+        args = self.args
+        path = getattr(args, "control_socket", None) or DEFAULT_SOCKET
+        ctl = ControlServer(path, status=self.status.document)
+        try:
+            await ctl.start()
+            self._ctl = ctl
+        except (OSError, RuntimeError) as exc:
+            log.warning("control socket not available", path=path, error=str(exc))
+        defaults = DumpPaths()
+        self._dumps = DumpWriter(self.status.document, DumpPaths(
+            getattr(args, "data_file", None) or defaults.data,
+            getattr(args, "check_data_file", None) or defaults.check_data,
+            getattr(args, "stats_file", None) or defaults.stats))
+        self._dumps.install()
+        listen = getattr(args, "metrics", None)
+        if listen:
+            from vrrpd.metrics import MetricsServer
+
+            try:
+                self._metrics = MetricsServer(self.status.document, listen,
+                                              loop=asyncio.get_running_loop())
+                host, port = self._metrics.start()
+                log.info("metrics", listen=f"{host}:{port}")
+            except (OSError, ValueError) as exc:
+                log.warning("metrics endpoint not available", listen=listen, error=str(exc))
+                self._metrics = None
+
+    async def stop(self) -> None:
+        if self._metrics is not None:
+            self._metrics.stop()
+        if self._dumps is not None:
+            self._dumps.uninstall()
+        if self._ctl is not None:
+            await self._ctl.stop()
+
+
+async def serve(runners: list[tuple[str, Runner]], ops: Operations | None = None) -> int:
     """Start every runner, wait for SIGTERM/SIGINT, stop them in reverse order."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -118,10 +189,12 @@ async def serve(runners: list[tuple[str, Runner]]) -> int:
         on_stop(_early_signals[0])
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     from vrrpd.sdnotify import Notifier as SdNotifier
+    from vrrpd.sdnotify import run_watchdog
 
     sd = SdNotifier.from_env(unset=True)
     started: list[tuple[str, Runner]] = []
     code = EXIT_OK
+    watchdog: asyncio.Task[None] | None = None
     try:
         for name, runner in runners:
             try:
@@ -134,11 +207,19 @@ async def serve(runners: list[tuple[str, Runner]]) -> int:
             log.info("started", part=name)
         if not runners:
             log.warning("nothing_to_run", reason="no vrrp_instance or virtual_server to run")
+        if ops is not None:
+            await ops.start()
         gc.freeze()  # long-lived start-up objects out of the collector's way (shorter pauses)
         sd.ready(f"running: {', '.join(n for n, _ in started) or 'nothing'}")
+        # pings only while this loop runs: a stalled loop lets systemd restart the service
+        watchdog = asyncio.ensure_future(run_watchdog(sd, lambda: True))
         await stopping.wait()
     finally:
         sd.stopping()
+        if watchdog is not None:
+            watchdog.cancel()
+        if ops is not None:
+            await ops.stop()
         for name, runner in reversed(started):
             try:
                 await runner.stop()
@@ -174,9 +255,10 @@ def run_daemon(args: argparse.Namespace, config_id: str) -> int:
     log.info("starting", config=args.config, pid=os.getpid(),
              instances=len(config.vrrp_instances), virtual_servers=len(config.virtual_servers))
     try:
-        runners = build_runners(config, args)
+        ops = Operations(args, config)
+        runners = build_runners(config, args, ops.status)
         apply_process_priority(config, [name for name, _ in runners])
-        return asyncio.run(serve(runners))
+        return asyncio.run(serve(runners, ops))
     finally:
         for path in pid_files:
             with contextlib.suppress(OSError):

@@ -29,6 +29,7 @@ from tests.netns.pair import VIP, Pair
 PRIO_A, PRIO_B = 150, 100
 MDI_B = confs.master_down(PRIO_B)
 SKEW_B = confs.skew(PRIO_B)
+VERBOSE = False
 
 
 class Rig:
@@ -61,6 +62,7 @@ class Rig:
         last_a = [x for x in self.pair.adverts() if x.src == self.pair.a.ip][-1]
         first_b = self._first_b_after(last_a.time)
         self.kill.append(first_b - last_a.time - MDI_B)
+        self._explain(self.kill[-1])
         self.a = self.start_a()
         return self.kill[-1]
 
@@ -69,8 +71,15 @@ class Rig:
         bye = [x for x in self.pair.adverts() if x.src == self.pair.a.ip and x.priority == 0][-1]
         first_b = self._first_b_after(bye.time)
         self.handover.append(first_b - bye.time - SKEW_B)
+        self._explain(self.handover[-1])
         self.a = self.start_a()
         return self.handover[-1]
+
+    def _explain(self, delay: float) -> None:
+        """With --verbose: on an outlier, what vrrpd's own log says about its timer."""
+        if VERBOSE and delay > 0.002 and self.kind == "vrrpd":
+            late = [line for line in self.b.output().splitlines()[-40:] if "timer late" in line]
+            print(f"  outlier {delay * 1e3:.2f} ms; vrrpd timer: {late[-1:] or 'on time'}")
 
     def close(self) -> None:
         self.lab.close()
@@ -88,7 +97,10 @@ def ratio(a: list[float], b: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--verbose", action="store_true", help="explain vrrpd outliers")
     args = ap.parse_args(argv)
+    global VERBOSE
+    VERBOSE = args.verbose
     rigs = {k: Rig(k) for k in ("vrrpd", "keepalived")}
     try:
         for i in range(args.trials):

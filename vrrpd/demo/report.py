@@ -16,6 +16,7 @@ class Reporter:
         self.out = out or sys.stdout
         self.interactive = interactive
         self.t0 = time.monotonic()
+        self.acts = 0
 
     def _stamp(self) -> str:
         wall = time.strftime("%H:%M:%S", time.gmtime())
@@ -26,7 +27,8 @@ class Reporter:
 
     def act(self, title: str) -> None:
         """A new act of the narrative (pauses first on a terminal)."""
-        if self.interactive:
+        self.acts += 1
+        if self.interactive and self.acts > 1:
             try:
                 input("\n   ... press Enter to continue ")
             except EOFError:
