@@ -73,7 +73,8 @@ $B mount -t devtmpfs dev /dev
 $B mkdir -p /dev/pts /dev/shm
 $B mount -t devpts devpts /dev/pts
 $B mount -t tmpfs tmpfs /dev/shm
-$B mount -t tmpfs tmpfs /tmp
+# /tmp stays the overlay's: the host's /tmp shows through read-only (a checkout or cache
+# there stays visible) and writes land in the tmpfs upper layer
 $B mount -t tmpfs -o mode=0755 tmpfs /run
 $B mount -t tmpfs tmpfs /var/tmp 2>/dev/null
 $B hostname vrrpd-guest

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+# golden bytes captured from keepalived 2.2.7 (copied from ../shared/vectors into the repo)
+VECTORS = Path(__file__).resolve().parents[1] / "unit" / "vrrpd" / "vrrp" / "vectors"
 
 
 def instance(name: str, *, vrid: int, priority: int, vips: Sequence[str],
