@@ -31,6 +31,17 @@ def _text(ip: IPAddress) -> str:
     return str(ip)
 
 
+def _open(spec: TcpCheckSpec) -> socket.socket:
+    """A non-blocking stream socket for one probe (OSError when it cannot be had)."""
+    if spec.bindto is None and not spec.bind_port and not spec.bind_if and not spec.fwmark:
+        # the common case: the C socket type directly (socket.socket's Python-level
+        # __init__ and close() cost more than the syscalls on this path)
+        family = socket.AF_INET6 if spec.connect_ip.version == 6 else socket.AF_INET
+        return _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)  # type: ignore[return-value]
+    return make_socket(spec.connect_ip, socket.SOCK_STREAM, bindto=spec.bindto,
+                       bind_port=spec.bind_port, bind_if=spec.bind_if, fwmark=spec.fwmark)
+
+
 class TcpProbe:
     """One connect attempt; ``callback(result)`` runs exactly once unless ``cancel()``ed first.
 
@@ -47,16 +58,7 @@ class TcpProbe:
         self.done = False
         ip = spec.connect_ip
         try:
-            if spec.bindto is None and not spec.bind_port and not spec.bind_if \
-                    and not spec.fwmark:
-                # the common case: the C socket type directly (socket.socket's Python-level
-                # __init__ and close() cost more than the syscalls on this path)
-                sock = _socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
-                                      socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-            else:
-                sock = make_socket(ip, socket.SOCK_STREAM, bindto=spec.bindto,
-                                   bind_port=spec.bind_port, bind_if=spec.bind_if,
-                                   fwmark=spec.fwmark)
+            sock = _open(spec)
         except OSError as exc:
             self._sock = None
             self._finish(fail(f"cannot open socket: {describe(exc)}", t0))
@@ -160,14 +162,7 @@ class TcpEngine:
         t0 = time.monotonic()
         ip = spec.connect_ip
         try:
-            if spec.bindto is None and not spec.bind_port and not spec.bind_if \
-                    and not spec.fwmark:
-                sock = _socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
-                                      socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-            else:
-                sock = make_socket(ip, socket.SOCK_STREAM, bindto=spec.bindto,
-                                   bind_port=spec.bind_port, bind_if=spec.bind_if,
-                                   fwmark=spec.fwmark)
+            sock = _open(spec)
         except OSError as exc:
             callback(fail(f"cannot open socket: {describe(exc)}", t0))
             return

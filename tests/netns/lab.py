@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.netns.capture import Capture, describe
+from vrrpd.demo.topology import purge_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
@@ -264,11 +265,6 @@ class Lab:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.popen.wait(5)
         for ns in reversed(self.namespaces):
-            # anything still inside our namespaces was started by us (scripts spawned by the
-            # daemons in their own process groups included): kill it by pid
-            for pid in run(["ip", "netns", "pids", ns], check=False).split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            run(["ip", "netns", "del", ns], check=False)
+            purge_namespace(ns)
         self.namespaces.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -79,6 +79,15 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60.0,
     return proc.stdout
 
 
+def purge_namespace(ns: str) -> None:
+    """Delete a namespace we created, first killing (by pid) whatever still runs in it: all of
+    it was started by us, scripts spawned by daemons in their own process groups included."""
+    for pid in run(["ip", "netns", "pids", ns], check=False).split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    run(["ip", "netns", "del", ns], check=False)
+
+
 @dataclass
 class Proc:
     """A process started in a namespace (``ip netns exec`` execs it: pid = the program, which
@@ -244,10 +253,6 @@ class Topology:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(5)
         for ns in reversed(self.namespaces):
-            # anything left inside our namespaces was started by us: kill it by pid
-            for pid in run(["ip", "netns", "pids", ns], check=False).split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            run(["ip", "netns", "del", ns], check=False)
+            purge_namespace(ns)
         self.namespaces.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
