@@ -77,7 +77,11 @@ class UrlSpec:
 
     ``status_codes`` are inclusive ranges; ``digest`` is the lower-case hex MD5 of the body.
     ``virtualhost`` None = the checker's.  ``regex`` (Python ``re`` syntax, searched in the
-    body decoded as latin-1) must match, or with ``regex_no_match`` must not.
+    body decoded as latin-1, UTF-8 with the ``utf`` option) must match, or with
+    ``regex_no_match`` must not.  ``regex_options``: keepalived's PCRE2 names; caseless,
+    multiline, dotall, extended map to ``re`` flags, firstline makes a match start in the
+    first line, others do not change the outcome here.  The search starts at
+    ``regex_min_offset``; a match must start at or before ``regex_max_offset``.
     """
 
     path: str = "/"
@@ -86,6 +90,9 @@ class UrlSpec:
     virtualhost: str | None = None
     regex: str | None = None
     regex_no_match: bool = False
+    regex_options: tuple[str, ...] = ()
+    regex_min_offset: int = 0
+    regex_max_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,9 +165,11 @@ class FileCheckSpec(_CheckCommon):
 
     ``weight`` 0: up iff v == 0.  Otherwise w = v * weight (negated with ``reverse``): down if
     w <= -254, else up; with ``dynamic`` w is added to the real server's weight.  A missing or
-    unreadable file reads as 0 (keepalived).  keepalived watches the file with inotify and
-    FILE_CHECK takes none of the timer options: the file is read at start and then every
-    ``scheduler.FILE_POLL_INTERVAL`` (1 s), and a down value is not retried.
+    unreadable file reads as 0 (keepalived).  Like keepalived, the manager watches the file with
+    inotify (``healthcheck.filewatch``) and FILE_CHECK takes none of the timer options: the
+    file is read at start and whenever it changes (polled every
+    ``scheduler.FILE_POLL_INTERVAL`` only when its directory cannot be watched), and a down
+    value is not retried.
     """
 
     path: str

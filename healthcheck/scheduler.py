@@ -18,7 +18,8 @@ K = TypeVar("K", bound=Hashable)
 
 __all__ = ["FILE_POLL_INTERVAL", "Timers", "first_run", "next_delay", "probe_timeout"]
 
-# keepalived watches track files with inotify (no timers of its own); we re-read them this often
+# keepalived watches track files with inotify (no timers of its own), and so does the manager
+# (``healthcheck.filewatch``); a file whose directory cannot be watched is re-read this often
 FILE_POLL_INTERVAL = 1.0
 
 

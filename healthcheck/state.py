@@ -17,8 +17,11 @@ keepalived's semantics:
   lost when it is 0 or < quorum - hysteresis; while quorum is lost a configured sorry server
   replaces every real server (dead/inhibited ones at 0, others absent); while quorum holds the
   sorry server is absent (0 with ``sorry_server_inhibit``);
-- notify_up/notify_down, quorum_up/quorum_down and notify-FIFO lines on transitions only (not at
-  start); with ``omega``, ``stop()`` fires the down notifications of what is still up.
+- notify_up/notify_down and real-server notify-FIFO lines on transitions only (not at start);
+  quorum_up/quorum_down also at start, as keepalived: a virtual server starting with quorum met
+  (alive weight >= quorum + hysteresis) runs quorum_up (``VS ... UP``), one starting without it
+  runs quorum_down only when it has a sorry server to bring in; with ``omega``, ``stop()`` fires
+  the down notifications of what is still up.
 """
 
 from __future__ import annotations
@@ -223,6 +226,10 @@ class HealthCore:
         self._rs_checks: list[list[list[CheckerState]]] = []
         self._vs: list[_VsState] = []
         self.timers: Timers[int] = Timers()
+        # checks probed on demand (``trigger``), not on a timer: FILE_CHECKs whose file the
+        # driver watches with inotify; ``_retrigger``: triggered while their probe ran
+        self._on_demand: set[int] = set()
+        self._retrigger: set[int] = set()
         for vi, vs in enumerate(virtual_servers):
             per_rs = []
             for rs in vs.real_servers:
@@ -245,7 +252,8 @@ class HealthCore:
 
     def start(self, now: float, previous: HealthCore | None = None) -> list[Action]:
         """Initial state (alpha servers down, others up), first runs spread over warmup;
-        returns the initial desired weights of every virtual server (no notifications).
+        returns the initial desired weights of every virtual server and the initial quorum
+        notifications (see the module docstring).
 
         With ``previous`` (a reload), checks whose spec is unchanged keep their state and
         schedule (a probe still running in ``previous`` stays running here: hand its result
@@ -272,8 +280,7 @@ class HealthCore:
                 vs.rs[ri] = self._rs_state(rs, self._rs_checks[vi][ri])
             before = old_vs.get(vs.spec.key)
             if before is None:
-                total = self._alive_weight(vs)
-                vs.quorum_up = total >= vs.spec.quorum and total > 0
+                actions.extend(self._initial_quorum(vs))
             else:
                 vs.quorum_up = before.quorum_up
                 actions.extend(self._update_quorum(vs))
@@ -318,13 +325,32 @@ class HealthCore:
         old_delta = state.dynamic_value
         changed, delay = state.apply(result)
         if self._started:
-            self.timers.schedule(state.index, now + delay)
+            index = state.index
+            if index not in self._on_demand:
+                self.timers.schedule(index, now + delay)
+            elif index in self._retrigger:
+                self._retrigger.discard(index)
+                self.timers.schedule(index, now)
         actions: list[Action] = []
         if changed:
             actions.append(CheckTransition(spec, state.up, result.detail, retries))
         if changed or state.dynamic_value != old_delta:
             actions.extend(self._recompute(self._users[state.index]))
         return actions
+
+    def set_on_demand(self, state: CheckerState) -> None:
+        """Probe ``state`` only when ``trigger``ed (after the probe already due, if any)."""
+        self._on_demand.add(state.index)
+
+    def trigger(self, state: CheckerState, now: float) -> None:
+        """Probe ``state`` now (an on-demand check whose input changed); while its probe runs,
+        once more right after it."""
+        if not self._started:
+            return
+        if state.running:
+            self._retrigger.add(state.index)
+        else:
+            self.timers.schedule(state.index, now)
 
     def stop(self) -> list[Action]:
         """Stop scheduling; with ``omega``, the down notifications of what is still up."""
@@ -384,6 +410,18 @@ class HealthCore:
                 vs.desired = desired
                 actions.append(WeightsChanged(vs.spec.key, dict(desired)))
         return actions
+
+    def _initial_quorum(self, vs: _VsState) -> list[Action]:
+        """keepalived at start (quorum considered down until now): quorum met (alive weight >=
+        quorum + hysteresis) -> quorum_up and ``VS ... UP``; not met and a sorry server to
+        bring in -> quorum_down and ``VS ... DOWN``; else nothing."""
+        total = self._alive_weight(vs)
+        vs.quorum_up = total > 0 and total >= vs.spec.quorum + vs.spec.hysteresis
+        if vs.quorum_up:
+            return self._quorum_notify(vs.spec, up=True)
+        if vs.spec.sorry_server is not None:
+            return self._quorum_notify(vs.spec, up=False)
+        return []
 
     def _update_quorum(self, vs: _VsState) -> list[Action]:
         total = self._alive_weight(vs)

@@ -1,11 +1,19 @@
-"""Pipelined IPVS writes: many requests per ``sendmsg``, acknowledgements matched by sequence.
+"""IPVS over a plain netlink socket: pipelined writes and whole-table dumps, no pyroute2.
 
 Programming 1,000 services x 10 destinations one awaited request at a time costs a netlink
-round trip and a pyroute2 NLA encode (~1-2 ms of Python each) per entry.  Here the seven write
-commands are encoded with ``struct`` (byte-identical to ``ipvs.netlink`` + pyroute2, which the
-unit tests check), packed into one datagram per chunk — the kernel runs every message of a
-datagram in order and acks each one — and the acks are read back without a per-request await.
-A failure of one message does not stop the others (as when they are sent one by one).
+round trip, an acknowledgement and a pyroute2 NLA encode per entry.  Here requests are
+encoded with ``struct`` (:mod:`ipvs.wire`, byte-identical to ``ipvs.netlink`` + pyroute2) and
+packed up to 256 per datagram.  The kernel runs every message of a datagram in order, inside
+the ``sendmsg`` call, and answers only failures -- except the datagram's last message, which
+asks for an acknowledgement and so marks the end of the answers: one reply per datagram
+instead of one per request.  A failure of one message does not stop the others.
+
+Replies are read with non-blocking ``recv_into`` in a loop (generic netlink answers within
+``sendmsg``, so the data is already queued) and only wait on the event loop when it is not.
+Dumps are decoded by :class:`ipvs.dumpdecode.DumpDecoder` (unchanged entries cost nothing).
+
+:class:`BatchSender` also implements ``vrrpd.lvs_kernel.IpvsBackend``: it is the LVS runner's
+default kernel client (``ipvs.client.IPVSClient`` stays the complete, pyroute2-based client).
 """
 
 from __future__ import annotations
@@ -13,146 +21,79 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import functools
 import os
 import socket
 import struct
 from collections.abc import Sequence
 
 from . import replies
+from .dumpdecode import DumpDecoder
 from .errors import Exists, IPVSError, IPVSPermissionError, IPVSUnavailable, NotFound
 from .model import (
-    SERVICE_FLAG_BITS,
     Destination,
     DestKey,
+    ObservedDestination,
     ObservedService,
     Service,
     ServiceKey,
-    canonical_flags,
+    SyncDaemon,
+    SyncState,
+    Timeouts,
 )
-from .netlink import ALL_FLAGS_MASK, GENL_VERSION, Cmd, pack_addr, pack_netmask
-from .reconcile import AddDest, AddService, DelService, EditDest, EditService, Flush, Op
+from .reconcile import AddDest, AddService, DelDest, DelService, EditDest, EditService, Flush, Op
+from .wire import (
+    CTRL_ATTR_FAMILY_ID,
+    CTRL_ATTR_FAMILY_NAME,
+    CTRL_CMD_GETFAMILY,
+    GENL_ID_CTRL,
+    NETLINK_CAP_ACK,
+    NETLINK_GENERIC,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+    Cmd,
+    daemon_attr,
+    daemon_state_attr,
+    dest_attr,
+    dest_key_attr,
+    encode,
+    nla_str,
+    service_key_attr,
+    service_nla,
+    timeouts_attrs,
+)
+from .wire import nested as _nested
 
-NETLINK_GENERIC = 16
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLM_F_DUMP = 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
-CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
-CHUNK = 256  # messages per datagram: ~9 KB of acks, far below the receive buffer
+CHUNK = 256  # messages per datagram (~37 KB of destination adds)
+DUMP_YIELD = 32  # destination dumps between two returns to the event loop
+BUFSIZE = 1 << 18  # larger than any dump skb the kernel builds (<= 32 KB)
+CMD_SERVICE, CMD_DEST = 1, 2  # IPVS_CMD_ATTR_*
+REPLY_TIMEOUT = 30.0  # seconds without any reply data -> TimeoutError
 
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _u8(kind: int, v: int) -> bytes:
-    return _nla(kind, struct.pack("=B", v))
-
-
-def _u16(kind: int, v: int) -> bytes:
-    return _nla(kind, struct.pack("=H", v))
-
-
-def _be16(kind: int, v: int) -> bytes:
-    return _nla(kind, struct.pack(">H", v))
-
-
-def _u32(kind: int, v: int) -> bytes:
-    return _nla(kind, struct.pack("=I", v))
-
-
-def _str(kind: int, v: str) -> bytes:
-    return _nla(kind, v.encode() + b"\0")
-
-
-def _nested(kind: int, parts: Sequence[bytes]) -> bytes:
-    return _nla(kind, b"".join(parts))  # no NLA_F_NESTED, as pyroute2 (the kernel accepts both)
-
-
-def service_key_nla(key: ServiceKey) -> list[bytes]:
-    parts = [_u16(1, key.af)]
-    if key.fwmark:
-        parts.append(_u32(5, key.fwmark))
-    else:
-        assert key.addr is not None and key.protocol is not None
-        parts += [_u16(2, int(key.protocol)), _nla(3, pack_addr(key.addr)), _be16(4, key.port)]
-    return parts
-
-
-def service_nla(service: Service) -> list[bytes]:
-    bits = 0
-    for name in canonical_flags(service.flags):
-        bits |= SERVICE_FLAG_BITS[name]
-    parts = [
-        *service_key_nla(service.key),
-        _str(6, service.scheduler),
-        _nla(7, struct.pack("=II", bits, ALL_FLAGS_MASK)),
-        _u32(8, service.timeout),
-        _nla(9, pack_netmask(service.key.af, service.netmask)),
-    ]
-    if service.pe_name:
-        parts.append(_str(11, service.pe_name))
-    return parts
-
-
-# A whole destination in one pack (ports pre-swapped to network order): the attributes
-# ipvs.netlink.dest_attrs lists, in the same order, with the same padding.
-_DEST = struct.Struct("=HHH2x HH16s HHH2x HHI HHI HHI HHI HHB3x HHH2x HHH2x")
-
-
-def dest_attr(dest: Destination) -> bytes:
-    """The nested IPVS_CMD_ATTR_DEST of a full destination (the hot path of bulk adds)."""
-    key = dest.key
-    family = dest.af or (socket.AF_INET6 if key.addr.version == 6 else socket.AF_INET)
-    body = _DEST.pack(
-        6, 11, family, 20, 1, key.addr.packed, 6, 2, socket.htons(key.port),
-        8, 3, int(dest.forward), 8, 4, dest.weight, 8, 5, dest.u_threshold,
-        8, 6, dest.l_threshold, 5, 13, int(dest.tun_type), 6, 14, socket.htons(dest.tun_port),
-        6, 15, dest.tun_flags,
-    )
-    return struct.pack("=HH", 4 + len(body), 2) + body
-
-
-_DEST_KEY = struct.Struct("=HHH2x HH16s HHH2x")
-
-
-def dest_key_attr(key: DestKey) -> bytes:
-    """The nested IPVS_CMD_ATTR_DEST naming a destination (delete)."""
-    family = socket.AF_INET6 if key.addr.version == 6 else socket.AF_INET
-    body = _DEST_KEY.pack(6, 11, family, 20, 1, key.addr.packed, 6, 2, socket.htons(key.port))
-    return struct.pack("=HH", 4 + len(body), 2) + body
-
-
-@functools.lru_cache(maxsize=4096)
-def _service_key_attr(key: ServiceKey) -> bytes:
-    """The nested service identity, shared by every destination op of that service."""
-    return _nested(1, service_key_nla(key))
+_MSG = struct.Struct("=IHHI")
+_ERR = struct.Struct("=i")
+_NLA = struct.Struct("=HH")
 
 
 def op_payload(op: Op) -> tuple[Cmd, bytes]:
     """The command and the attributes of one operation (as ``ipvs.client`` sends them)."""
+    if isinstance(op, AddDest):
+        return Cmd.NEW_DEST, service_key_attr(op.service) + dest_attr(op.dest)
+    if isinstance(op, DelDest):
+        return Cmd.DEL_DEST, service_key_attr(op.service) + dest_key_attr(op.dest)
+    if isinstance(op, EditDest):
+        return Cmd.SET_DEST, service_key_attr(op.service) + dest_attr(op.dest)
     if isinstance(op, AddService):
         return Cmd.NEW_SERVICE, _nested(1, service_nla(op.service))
     if isinstance(op, EditService):
         return Cmd.SET_SERVICE, _nested(1, service_nla(op.service))
     if isinstance(op, DelService):
-        return Cmd.DEL_SERVICE, _nested(1, service_key_nla(op.key))
-    if isinstance(op, Flush):
-        return Cmd.FLUSH, b""
-    svc = _service_key_attr(op.service)
-    if isinstance(op, AddDest):
-        return Cmd.NEW_DEST, svc + dest_attr(op.dest)
-    if isinstance(op, EditDest):
-        return Cmd.SET_DEST, svc + dest_attr(op.dest)
-    return Cmd.DEL_DEST, svc + dest_key_attr(op.dest)
-
-
-def encode(family: int, seq: int, cmd: int, payload: bytes, *,
-           flags: int = NLM_F_REQUEST | NLM_F_ACK, version: int = GENL_VERSION) -> bytes:
-    body = struct.pack("=BBH", cmd, version, 0) + payload
-    return struct.pack("=IHHII", 16 + len(body), family, flags, seq, 0) + body
+        return Cmd.DEL_SERVICE, service_key_attr(op.key)
+    assert isinstance(op, Flush)
+    return Cmd.FLUSH, b""
 
 
 def error_for(code: int, op: object) -> IPVSError:
@@ -162,19 +103,29 @@ def error_for(code: int, op: object) -> IPVSError:
         return NotFound(text, operation=name, errno=code)
     if code == errno.EEXIST:
         return Exists(text, operation=name, errno=code)
-    if code == errno.EPERM:
+    if code in (errno.EPERM, errno.EACCES):
         return IPVSPermissionError(text, operation=name, errno=code)
     return IPVSError(text, operation=name, errno=code)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Named:
+    """Names a request that is not an Op in error messages (error_for takes ``name``)."""
+
+    name: str
+
+
 class BatchSender:
-    """A second, plain netlink socket for bulk writes (same namespace as the opener's thread)."""
+    """One plain generic-netlink socket (in the namespace of the thread that opens it)."""
 
     def __init__(self, chunk: int = CHUNK) -> None:
         self.chunk = chunk
+        self.decoder = DumpDecoder()
         self._sock: socket.socket | None = None
         self._family = 0
         self._seq = 0
+        self._buf = bytearray(BUFSIZE)
+        self._view = memoryview(self._buf)
 
     async def open(self) -> None:
         if self._sock is not None:
@@ -182,6 +133,8 @@ class BatchSender:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
             sock.bind((0, 0))
             sock.setblocking(False)
             self._sock = sock
@@ -196,121 +149,217 @@ class BatchSender:
             self._sock.close()
             self._sock = None
 
-    async def _resolve(self) -> int:
-        assert self._sock is not None
-        self._seq += 1
-        msg = encode(GENL_ID_CTRL, self._seq, CTRL_CMD_GETFAMILY,
-                     _str(CTRL_ATTR_FAMILY_NAME, "IPVS"), flags=NLM_F_REQUEST, version=1)
+    # ------------------------------------------------------------ transport
+
+    async def _recv(self) -> memoryview:
+        """The next datagram (a view into the shared buffer: use it before the next call)."""
+        sock = self._sock
+        assert sock is not None
+        while True:
+            try:
+                return self._view[:sock.recv_into(self._buf)]
+            except BlockingIOError:
+                pass
+            await self._readable(sock)
+
+    @staticmethod
+    async def _readable(sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        await loop.sock_sendall(self._sock, msg)
-        data = await loop.sock_recv(self._sock, 65536)
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        fd = sock.fileno()
+        loop.add_reader(fd, wake)
+        try:  # the kernel answers within sendmsg: waiting at all is rare, never hang
+            await asyncio.wait_for(ready, REPLY_TIMEOUT)
+        finally:
+            loop.remove_reader(fd)
+
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        sent = self._sock.send(data)  # to the kernel: processed synchronously, never partial
+        if sent != len(data):
+            raise IPVSError(f"short netlink send ({sent} of {len(data)})", operation="send")
+
+    async def _resolve(self) -> int:
+        self._seq += 1
+        self._send(encode(GENL_ID_CTRL, self._seq, CTRL_CMD_GETFAMILY,
+                          nla_str(CTRL_ATTR_FAMILY_NAME, "IPVS"), flags=NLM_F_REQUEST,
+                          version=1))
+        data = await self._recv()
         length, kind = struct.unpack_from("=IH", data)
         if kind == NLMSG_ERROR:
-            code = -struct.unpack_from("=i", data, 16)[0]
+            code = -_ERR.unpack_from(data, 16)[0]
             raise IPVSUnavailable(f"open: the kernel has no IPVS ({os.strerror(code)})",
                                   operation="open", errno=code)
         pos = 20
         while pos + 4 <= length:
-            alen, atype = struct.unpack_from("=HH", data, pos)
+            alen, atype = _NLA.unpack_from(data, pos)
             if atype == CTRL_ATTR_FAMILY_ID:
                 return int(struct.unpack_from("=H", data, pos + 4)[0])
             pos += (alen + 3) & ~3
         raise IPVSUnavailable("open: no family id for IPVS", operation="open")
+
+    # ------------------------------------------------------------ bulk writes
 
     async def run(self, ops: Sequence[Op]) -> list[IPVSError | None]:
         """Send every op (in order); one result per op: None = done, else the kernel's error."""
         await self.open()
         results: list[IPVSError | None] = []
         for start in range(0, len(ops), self.chunk):
+            if start:
+                await asyncio.sleep(0)  # let timers (VRRP adverts) run between chunks
             results += await self._run_chunk(ops[start:start + self.chunk])
-            await asyncio.sleep(0)  # let timers (VRRP adverts) run between chunks
         return results
 
     async def _run_chunk(self, ops: Sequence[Op]) -> list[IPVSError | None]:
-        assert self._sock is not None
-        loop = asyncio.get_running_loop()
+        family = self._family
         first = self._seq + 1
-        datagram = bytearray()
-        for i, op in enumerate(ops):
+        last = first + len(ops) - 1
+        self._seq = last
+        parts = []
+        for seq, op in enumerate(ops, first):
             cmd, payload = op_payload(op)
-            datagram += encode(self._family, first + i, cmd, payload)
-        self._seq += len(ops)
-        await loop.sock_sendall(self._sock, bytes(datagram))
+            flags = NLM_F_REQUEST | NLM_F_ACK if seq == last else NLM_F_REQUEST
+            parts.append(encode(family, seq, cmd, payload, flags=flags))
+        self._send(b"".join(parts))
         results: list[IPVSError | None] = [None] * len(ops)
-        pending = len(ops)
-        async with asyncio.timeout(30.0):  # the kernel acks synchronously; never hang
-            await self._collect(ops, first, results, pending)
-        return results
-
-    async def _collect(self, ops: Sequence[Op], first: int, results: list[IPVSError | None],
-                       pending: int) -> None:
-        assert self._sock is not None
-        loop = asyncio.get_running_loop()
-        while pending:
-            data = await loop.sock_recv(self._sock, 1 << 20)
-            pos = 0
-            while pos + 16 <= len(data):
-                length, kind, _flags, seq = struct.unpack_from("=IHHI", data, pos)
-                if kind == NLMSG_ERROR and first <= seq < first + len(ops):
-                    code = -struct.unpack_from("=i", data, pos + 16)[0]
+        while True:
+            data = await self._recv()
+            pos, end = 0, len(data)
+            while pos + 16 <= end:
+                length, kind, _flags, seq = _MSG.unpack_from(data, pos)
+                if length < 16:
+                    break
+                if kind == NLMSG_ERROR and first <= seq <= last:
+                    code = -_ERR.unpack_from(data, pos + 16)[0]
                     if code:
                         results[seq - first] = error_for(code, ops[seq - first])
-                    pending -= 1
-                pos += (length + 3) & ~3 if length else len(data)
+                    if seq == last:
+                        return results
+                pos += (length + 3) & ~3
+
+    async def _one(self, op: Op) -> None:
+        (error,) = await self.run([op])
+        if error is not None:
+            raise error
+
+    async def _request(self, name: str, cmd: Cmd, payload: bytes) -> None:
+        await self.open()
+        self._seq += 1
+        seq = self._seq
+        self._send(encode(self._family, seq, cmd, payload))
+        while True:
+            data = await self._recv()
+            pos = 0
+            while pos + 16 <= len(data):
+                length, kind, _flags, mseq = _MSG.unpack_from(data, pos)
+                if length < 16:
+                    break
+                if kind == NLMSG_ERROR and mseq == seq:
+                    code = -_ERR.unpack_from(data, pos + 16)[0]
+                    if code:
+                        raise error_for(code, _Named(name))
+                    return
+                pos += (length + 3) & ~3
+
+    # ------------------------------------------------------------ IpvsBackend
+
+    async def new_service(self, service: Service) -> None:
+        await self._one(AddService(service))
+
+    async def set_service(self, service: Service) -> None:
+        await self._one(EditService(service))
+
+    async def delete_service(self, key: ServiceKey) -> None:
+        await self._one(DelService(key))
+
+    async def new_dest(self, key: ServiceKey, dest: Destination) -> None:
+        await self._one(AddDest(key, dest))
+
+    async def set_dest(self, key: ServiceKey, dest: Destination) -> None:
+        await self._one(EditDest(key, dest))
+
+    async def delete_dest(self, key: ServiceKey, dest: DestKey) -> None:
+        await self._one(DelDest(key, dest))
+
+    async def flush(self) -> None:
+        await self._one(Flush())
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        await self._request("set_timeouts", Cmd.SET_CONFIG, timeouts_attrs(timeouts))
+
+    async def new_daemon(self, daemon: SyncDaemon) -> None:
+        await self._request("new_daemon", Cmd.NEW_DAEMON, daemon_attr(daemon))
+
+    async def delete_daemon(self, state: SyncState) -> None:
+        await self._request("delete_daemon", Cmd.DEL_DAEMON, daemon_state_attr(state))
+
+    async def dump_services(self) -> list[ObservedService]:
+        return await self.dump()
+
+    async def dump_dests(self, key: ServiceKey) -> list[ObservedDestination]:
+        """The destinations of one service, with live counters (NotFound if it is gone)."""
+        await self.open()
+        found = await self._dump(Cmd.GET_DEST, service_key_attr(key), CMD_DEST)
+        return [replies.dest(p, key.af) for p in found]
 
     # ------------------------------------------------------------ dump
 
     async def dump(self) -> list[ObservedService]:
         """Every service with its destinations: one GET_SERVICE dump, then one GET_DEST dump
-        per service on this plain socket (no per-request pyroute2 machinery), decoded by
-        ``ipvs.replies`` exactly as ``IPVSClient.dump_services`` decodes them."""
+        per service (the kernel has no dump of every destination), equal to what
+        ``IPVSClient.dump_services`` returns."""
         await self.open()
-        services = [replies.service(p) for p in await self._dump(Cmd.GET_SERVICE, b"",
-                                                                  replies.CMD_SERVICE)]
+        decoder = self.decoder
+        decoder.next_dump()
+        services = [decoder.service(p) for p in await self._dump(Cmd.GET_SERVICE, b"",
+                                                                  CMD_SERVICE)]
         out = []
-        for svc in services:
+        for n, svc in enumerate(services, 1):
             key = svc.service.key
             try:
-                found = await self._dump(Cmd.GET_DEST, _service_key_attr(key), replies.CMD_DEST)
+                found = await self._dump(Cmd.GET_DEST, service_key_attr(key), CMD_DEST)
             except NotFound:  # deleted between the two dumps
                 continue
-            out.append(dataclasses.replace(
-                svc, dests=tuple(replies.dest(p, key.af) for p in found)))
+            out.append(decoder.with_dests(svc, tuple(decoder.dest(p, key.af) for p in found)))
+            if n % DUMP_YIELD == 0:
+                await asyncio.sleep(0)
         return out
 
     async def _dump(self, cmd: Cmd, payload: bytes, want: int) -> list[bytes]:
-        assert self._sock is not None
-        loop = asyncio.get_running_loop()
+        """The payload of top-level attribute ``want`` of every reply of one dump."""
         self._seq += 1
         seq = self._seq
-        await loop.sock_sendall(self._sock, encode(self._family, seq, cmd, payload,
-                                                   flags=NLM_F_REQUEST | NLM_F_DUMP))
+        family = self._family
+        self._send(encode(family, seq, cmd, payload, flags=NLM_F_REQUEST | NLM_F_DUMP))
         found: list[bytes] = []
-        async with asyncio.timeout(30.0):
-            while True:
-                data = await loop.sock_recv(self._sock, 1 << 20)
-                pos = 0
-                while pos + 16 <= len(data):
-                    length, kind, _flags, mseq = struct.unpack_from("=IHHI", data, pos)
-                    if length < 16:
-                        break
-                    if mseq == seq:
-                        if kind == NLMSG_DONE:
-                            return found
-                        if kind == NLMSG_ERROR:
-                            code = -struct.unpack_from("=i", data, pos + 16)[0]
-                            if code:
-                                raise error_for(code, _DumpOp(cmd.name))
-                            return found
-                        if kind == self._family:
-                            nested = replies.nested(data[pos + 20:pos + length], want)
-                            if nested is not None:
-                                found.append(nested)
-                    pos += (length + 3) & ~3
-
-
-@dataclasses.dataclass(frozen=True)
-class _DumpOp:
-    """Names a failed dump in error messages (error_for takes the op's type name)."""
-
-    name: str
+        while True:
+            data = await self._recv()
+            pos, end = 0, len(data)
+            while pos + 16 <= end:
+                length, kind, _flags, mseq = _MSG.unpack_from(data, pos)
+                if length < 16:
+                    break
+                if mseq == seq:
+                    if kind == NLMSG_DONE:
+                        return found
+                    if kind == NLMSG_ERROR:
+                        code = -_ERR.unpack_from(data, pos + 16)[0]
+                        if code:
+                            raise error_for(code, _Named(cmd.name))
+                        return found
+                    if kind == family:
+                        apos, aend = pos + 20, pos + length
+                        while apos + 4 <= aend:
+                            alen, akind = _NLA.unpack_from(data, apos)
+                            if alen < 4:
+                                break
+                            if akind & 0x3FFF == want:
+                                found.append(bytes(data[apos + 4:apos + alen]))
+                                break
+                            apos += (alen + 3) & ~3
+                pos += (length + 3) & ~3

@@ -22,7 +22,7 @@ from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
 
@@ -59,6 +59,17 @@ SCHEDNAME_MAXLEN = 16  # including the NUL
 IFNAME_MAXLEN = 16
 
 
+class IPVSReply(genlmsg):
+    """A reply of the IPVS family: genl header decoded, attributes kept in ``payload``
+    (decoded by ``ipvs.replies``)."""
+
+    nla_map = ((0, "IPVS_ATTR_UNSPEC", "none"),)  # non-empty, or pyroute2 skips decode_nlas
+
+    def decode_nlas(self, offset: int) -> None:
+        self.payload = bytes(self.data[offset : self.offset + self.length])
+        self["attrs"] = []
+
+
 class IPVSClient:
     def __init__(self, *, netns: str | None = None) -> None:
         self._netns = netns
@@ -87,7 +98,7 @@ class IPVSClient:
         sock = AsyncGenericNetlinkSocket(**kwargs)
         try:
             await sock.setup_endpoint()
-            await sock.bind(nl.FAMILY, replies.IPVSReply)
+            await sock.bind(nl.FAMILY, IPVSReply)
         except NetlinkError as exc:
             sock.close()
             if exc.code in (errno.ENOENT, errno.ENOTSUP):

@@ -11,9 +11,7 @@ host order; addresses are 16-byte ``nf_inet_addr`` blobs (IPv4 in the first 4 by
 
 from __future__ import annotations
 
-import enum
 import socket
-import struct
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -30,34 +28,15 @@ from .model import (
     Timeouts,
     canonical_flags,
 )
-
-FAMILY = "IPVS"
-GENL_VERSION = 1
-FWD_MASK = 0x0007
-ALL_FLAGS_MASK = 0xFFFFFFFF
-
-
-class Cmd(enum.IntEnum):
-    """IPVS_CMD_*: all 17 commands (the kernel implements every one but SET_INFO)."""
-
-    NEW_SERVICE = 1
-    SET_SERVICE = 2
-    DEL_SERVICE = 3
-    GET_SERVICE = 4
-    NEW_DEST = 5
-    SET_DEST = 6
-    DEL_DEST = 7
-    GET_DEST = 8
-    NEW_DAEMON = 9
-    DEL_DAEMON = 10
-    GET_DAEMON = 11
-    SET_CONFIG = 12
-    GET_CONFIG = 13
-    SET_INFO = 14
-    GET_INFO = 15
-    ZERO = 16
-    FLUSH = 17
-
+from .wire import (  # noqa: F401  (re-exported: the family's constants live in ipvs.wire)
+    ALL_FLAGS_MASK,
+    FAMILY,
+    FWD_MASK,
+    GENL_VERSION,
+    Cmd,
+    pack_addr,
+    pack_netmask,
+)
 
 _STATS_NAMES = ("CONNS", "INPKTS", "OUTPKTS", "INBYTES", "OUTBYTES",
                 "CPS", "INPPS", "OUTPPS", "INBPS", "OUTBPS")
@@ -176,18 +155,6 @@ def request(cmd: Cmd, attrs: list[tuple[str, Any]] | None = None) -> IPVSMessage
 
 
 # ---------------------------------------------------------------- addresses
-
-
-def pack_addr(addr: Address) -> bytes:
-    """A 16-byte nf_inet_addr."""
-    return addr.packed.ljust(16, b"\0")
-
-
-def pack_netmask(af: int, prefix: int) -> bytes:
-    if af == socket.AF_INET6:
-        return struct.pack("=I", prefix)
-    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF if prefix else 0
-    return struct.pack("!I", mask)
 
 
 def _af_of(addr: Address) -> int:

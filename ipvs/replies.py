@@ -1,8 +1,9 @@
 """Decoding IPVS replies with ``struct``: raw attributes straight to ``ipvs.model`` values.
 
 pyroute2 builds an object per attribute (~0.5 ms per destination on the host, ~15x that in the
-test guest): a 1,000 x 10 table would cost seconds of event-loop time per dump.  ``IPVSReply``
-keeps the attribute chain as bytes and the functions below read it directly (~20x faster).
+test guest): a 1,000 x 10 table would cost seconds of event-loop time per dump.
+``ipvs.client.IPVSReply`` keeps the attribute chain as bytes and the functions below read it
+directly (~20x faster; ``ipvs.dumpdecode`` is faster still for whole-table dumps).
 Attribute numbers and widths are the kernel's (include/uapi/linux/ip_vs.h), as in
 ``ipvs.netlink``, which encodes requests.
 """
@@ -12,8 +13,6 @@ from __future__ import annotations
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
-
-from pyroute2.netlink import genlmsg
 
 from .model import (
     SERVICE_FLAG_BITS,
@@ -63,14 +62,14 @@ _FWD_MASK = 0x0007
 Attrs = dict[int, bytes]
 
 
-class IPVSReply(genlmsg):
-    """A reply of the IPVS family: genl header decoded, attributes kept in ``payload``."""
+def __getattr__(name: str) -> object:
+    """``IPVSReply`` (the pyroute2 reply class) lives in ``ipvs.client``: importing pyroute2
+    is not free, and the daemon's struct-only paths never need it."""
+    if name == "IPVSReply":
+        from .client import IPVSReply
 
-    nla_map = ((0, "IPVS_ATTR_UNSPEC", "none"),)  # non-empty, or pyroute2 skips decode_nlas
-
-    def decode_nlas(self, offset: int) -> None:
-        self.payload = bytes(self.data[offset : self.offset + self.length])
-        self["attrs"] = []
+        return IPVSReply
+    raise AttributeError(name)
 
 
 def attrs(data: bytes) -> Attrs:

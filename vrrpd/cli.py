@@ -44,8 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--vrrp_pid", default=None, metavar="FILE", help="VRRP child pid file")
     p.add_argument("-c", "--checkers_pid", default=None, metavar="FILE",
                    help="checkers child pid file")
+    p.add_argument("--single-process", action="store_true",
+                   help="run VRRP and the checkers in one process (default: two child "
+                        "processes under a supervisor when the config has both)")
     p.add_argument("-I", "--dont-release-ipvs", action="store_true",
                    help="don't remove IPVS topology on daemon stop")
+    p.add_argument("--drain-timeout", type=float, default=None, metavar="SECONDS",
+                   help="vrrpd only: a real server leaving IPVS stays at weight 0 until its "
+                        "connections end, at most SECONDS (default 0: removed at once, "
+                        "as keepalived)")
     p.add_argument("--list-ipvs", action="store_true",
                    help="print the IPVS table of this network namespace (ipvsadm -L -n format)")
     p.add_argument("--control-socket", default=None, metavar="PATH",

@@ -40,8 +40,8 @@ import structlog
 
 from vrrpd.status import StatusDocument
 
-__all__ = ["DEFAULT_SOCKET", "MAX_REQUEST", "ControlError", "ControlServer", "request",
-           "status_main"]
+__all__ = ["DEFAULT_SOCKET", "MAX_REQUEST", "ControlError", "ControlServer", "merge_documents",
+           "request", "status_main"]
 
 log = structlog.get_logger("vrrpd.control")
 
@@ -220,6 +220,59 @@ class ControlServer:
 
 def _encode(reply: Reply) -> bytes:
     return json.dumps(reply, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+# ---- several processes -----------------------------------------------------------------------
+
+
+def merge_documents(daemon: Mapping[str, Any], docs: Mapping[str, Mapping[str, Any]],
+                    processes: Sequence[Mapping[str, Any]], *,
+                    now: float | None = None) -> dict[str, Any]:
+    """One document for a supervised daemon (``vrrpd.supervisor``): instances from the VRRP
+    child (``docs["vrrp"]``), virtual servers and IPVS counters from the checker child
+    (``docs["check"]``), reload outcomes summed, ``daemon`` describing the parent (``parts``
+    = what the children that answered run) and a ``processes`` list (parent first: role, pid,
+    alive, ready, restarts, uptime, last_exit, ...).  A child that did not answer simply
+    contributes nothing; its ``processes`` entry says why."""
+    import time
+
+    vrrp, check = docs.get("vrrp") or {}, docs.get("check") or {}
+    parts: list[str] = []
+    for d in (vrrp, check):
+        for part in (d.get("daemon") or {}).get("parts", []):
+            if part not in parts:
+                parts.append(part)
+    reloads: dict[str, Any] = {"succeeded": 0, "failed": 0, "last_result": None,
+                               "last_at": None, "errors": []}
+    for d in (vrrp, check):
+        r = d.get("reloads")
+        if not r:
+            continue
+        reloads["succeeded"] += r.get("succeeded", 0)
+        reloads["failed"] += r.get("failed", 0)
+        reloads["errors"] += list(r.get("errors", []))
+        if r.get("last_at") is not None and (reloads["last_at"] is None
+                                             or r["last_at"] >= reloads["last_at"]):
+            reloads["last_at"], reloads["last_result"] = r["last_at"], r.get("last_result")
+    mails = [d["mail"] for d in (vrrp, check) if d.get("mail")]
+    info = {"pid": daemon.get("pid", os.getpid()), "router_id": daemon.get("router_id"),
+            "config": daemon.get("config"), "started_at": daemon.get("started_at"),
+            "parts": parts}
+    merged: dict[str, Any] = {
+        "version": vrrp.get("version") or check.get("version") or 1,
+        "generated_at": time.time() if now is None else now,
+        "daemon": info,
+        "instances": list(vrrp.get("instances", [])),
+        "virtual_servers": list(check.get("virtual_servers", [])),
+        "lvs": check.get("lvs"),
+        "reloads": reloads,
+        "processes": [dict(p) for p in processes],
+    }
+    if mails:  # each child mails for its own part: counters summed
+        merged["mail"] = {k: sum(m.get(k, 0) for m in mails) for k in ("sent", "failed", "dropped")}
+        merged["mail"]["last_error"] = next((m["last_error"] for m in mails
+                                             if m.get("last_error")), None)
+    return merged
 
 
 # ---- client -------------------------------------------------------------------------------

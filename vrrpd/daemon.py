@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +70,9 @@ def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
     and GARPs for ``vrrpd status``, the metrics and the SIGUSR dumps."""
     runners: list[tuple[str, Runner]] = []
     lvs_runner: Any = None
+    from vrrpd.alerts import MailPart  # smtp_alert: one alerter per process, from global_defs
+
+    mail = MailPart(config)
     if not getattr(args, "vrrp", False) and config.virtual_servers:
         try:
             lvs = importlib.import_module("vrrpd.lvs")
@@ -78,24 +82,55 @@ def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
             log.warning("lvs_unavailable", reason="vrrpd.lvs is not installed",
                         virtual_servers=len(config.virtual_servers))
         else:
+            extra: dict[str, Any] = {}
+            factory_kw: dict[str, Any] = {}
+            if mail.enabled:  # checker transitions -> smtp_alert mails
+                checks = mail.checkers(lambda: lvs_runner.config)
+                factory_kw["on_event"] = checks.on_event
+            from vrrpd.lvs_checks import lvs_notify_fifo
+
+            fifo = lvs_notify_fifo(config.global_defs)  # RS/VS lines -> (lvs_)notify_fifo
+            if fifo is not None:
+                factory_kw["on_fifo"] = fifo
+            if factory_kw:
+                from functools import partial
+
+                extra["checker_manager"] = partial(lvs.default_checkers, **factory_kw)
             lvs_runner = lvs.LvsRunner(
-                config, keep_on_stop=bool(getattr(args, "dont_release_ipvs", False)))
+                config, keep_on_stop=bool(getattr(args, "dont_release_ipvs", False)),
+                drain_timeout=float(getattr(args, "drain_timeout", 0.0) or 0.0),
+                # -C: the VRRP process drives lvs_sync_daemon (keepalived's split)
+                drive_sync_daemon=not getattr(args, "check", False), **extra)
             runners.append(("lvs", lvs_runner))
     if not getattr(args, "check", False) and config.vrrp_instances:
         from vrrpd.vrrp.runner import VrrpRunner
 
         on_state = getattr(lvs_runner, "vrrp_state_changed", None)
-        vrrp_runner: Any
+        if getattr(args, "vrrp", False) and config.global_defs.lvs_sync_daemon is not None:
+            from vrrpd.lvs_syncd import SyncDaemonDriver  # -P: VRRP drives the sync daemon
+
+            syncd = SyncDaemonDriver(config)
+            runners.append(("lvs_sync_daemon", syncd))
+            on_state = syncd.vrrp_state_changed
+        vrrp_runner: Any = None
+        on_group_state = None
+        if mail.enabled:  # VRRP instance / sync group transitions -> smtp_alert mails
+            mailer = mail.vrrp(lambda: vrrp_runner.config)
+            on_state, on_group_state = mailer.chain(on_state), mailer.on_group_state
         if ops is not None:
             from vrrpd.status_adapters import GarpCounter, TransitionRecorder
             from vrrpd.vrrp.garp import PacketGarpSender
 
             ops.recorder, ops.garps = TransitionRecorder(), GarpCounter(PacketGarpSender())
             vrrp_runner = VrrpRunner(config, on_state=ops.recorder.chain(on_state),
-                                     garp_sender=ops.garps)
+                                     garp_sender=ops.garps, on_group_state=on_group_state)
         else:
-            vrrp_runner = VrrpRunner(config, on_state=on_state)
+            vrrp_runner = VrrpRunner(config, on_state=on_state, on_group_state=on_group_state)
         runners.append(("vrrp", vrrp_runner))
+    if mail.enabled and runners:
+        runners.insert(0, ("mail", mail))  # stopped last: the runners' STOP mails go out first
+        if ops is not None:
+            ops.mail = mail
     if ops is not None:
         ops.set_runners(vrrp=dict(runners).get("vrrp"), lvs=lvs_runner)
     return runners
@@ -133,7 +168,7 @@ class Operations:
 
     async def start(self) -> None:
         from vrrpd.control import DEFAULT_SOCKET, ControlServer
-        from vrrpd.dumps import DumpPaths, DumpWriter
+        from vrrpd.dumps import CheckDumpWriter, DumpPaths, DumpWriter
 
         args = self.args
         path = getattr(args, "control_socket", None) or DEFAULT_SOCKET
@@ -144,7 +179,9 @@ class Operations:
         except (OSError, RuntimeError) as exc:
             log.warning("control socket not available", path=path, error=str(exc))
         defaults = DumpPaths()
-        self._dumps = DumpWriter(self.status.document, DumpPaths(
+        # -C (the checker child): keepalived_check.data only; VRRP writes the other files
+        writer = CheckDumpWriter if getattr(args, "check", False) else DumpWriter
+        self._dumps = writer(self.status.document, DumpPaths(
             getattr(args, "data_file", None) or defaults.data,
             getattr(args, "check_data_file", None) or defaults.check_data,
             getattr(args, "stats_file", None) or defaults.stats))
@@ -171,17 +208,113 @@ class Operations:
             await self._ctl.stop()
 
 
-async def serve(runners: list[tuple[str, Runner]], ops: Operations | None = None) -> int:
-    """Start every runner, wait for SIGTERM/SIGINT, stop them in reverse order."""
+async def reload_config(runners: list[tuple[str, Runner]], path: str, config_id: str, *,
+                        ops: Operations | None = None, sd: Any = None) -> bool:
+    """SIGHUP: parse ``path`` in a worker thread (adverts stay on time), then hand the new
+    config to every running part that has ``apply_config`` (VRRP, LVS: only the parts this
+    process runs, e.g. just VRRP under ``-P``).  A config that cannot be read or has an ERROR
+    or FATAL diagnostic is rejected: the old one keeps running, every diagnostic is logged and
+    the failure recorded for ``vrrpd status`` / metrics.  (keepalived applies a config with
+    errors, dropping the bad items; with a good config already running, a typo must not
+    remove an instance.)  sd_notify RELOADING=1 ... READY=1."""
+    from functools import partial
+
+    from vrrpd.config.loader import load
+
+    loop = asyncio.get_running_loop()
+    t0 = time.monotonic()
+    if sd is not None:
+        sd.reloading("reloading configuration")
+    errors: list[str] = []
+    applied: list[str] = []
+    try:
+        config, diagnostics = await loop.run_in_executor(
+            None, partial(load, path, config_id=config_id))
+    except Exception as exc:  # the loader reports unreadable files itself; belt and braces
+        config, diagnostics = None, ()
+        errors.append(f"{path}: cannot load: {exc}")
+    for d in diagnostics:
+        error = d.severity >= Severity.ERROR
+        (log.error if error else log.warning)(
+            "reload_diagnostic", diagnostic=str(d), fatal=d.severity >= Severity.FATAL)
+        if error:
+            errors.append(str(d))
+    if config is not None and not errors:
+        for name, runner in runners:
+            apply = getattr(runner, "apply_config", None)
+            if apply is None:
+                continue
+            try:
+                await apply(config)
+                applied.append(name)
+            except Exception as exc:
+                log.exception("reload_failed", part=name)
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        running = {name for name, _ in runners}
+        if config.vrrp_instances and "vrrp" not in running and "lvs" in running \
+                and not getattr(getattr(ops, "args", None), "check", False):
+            log.warning("reload_needs_restart", part="vrrp",
+                        reason="vrrp_instances added to a config that ran none")
+        if config.virtual_servers and "lvs" not in running and "vrrp" in running \
+                and not getattr(getattr(ops, "args", None), "vrrp", False):
+            log.warning("reload_needs_restart", part="lvs",
+                        reason="virtual_servers added to a config that ran none")
+    ok = not errors
+    elapsed = round(time.monotonic() - t0, 4)
+    if ok:
+        log.info("reloaded", config=path, parts=applied, seconds=elapsed)
+    else:
+        log.error("reload_rejected" if not applied else "reload_failed", config=path,
+                  errors=errors, seconds=elapsed,
+                  action="still running the previous configuration" if not applied else
+                  "partly applied")
+    if ops is not None:
+        ops.status.reloads.record(ok, errors)
+    if sd is not None:
+        sd.ready("reloaded" if ok else f"reload failed ({len(errors)} errors), "
+                 "running the previous configuration")
+    return ok
+
+
+async def serve(runners: list[tuple[str, Runner]], ops: Operations | None = None, *,
+                config_path: str | None = None, config_id: str | None = None) -> int:
+    """Start every runner, wait for SIGTERM/SIGINT, stop them in reverse order.  SIGHUP
+    reloads (``reload_config``; the path and id default to ``ops.args``'s)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    if config_path is None and ops is not None:
+        config_path = getattr(ops.args, "config", None)
+    if config_id is None and ops is not None:
+        config_id = getattr(ops.args, "config_id", None)
+    if config_id is None:
+        from vrrpd.cli import short_hostname
+
+        config_id = short_hostname()
+    hup = asyncio.Event()  # a SIGHUP waiting to be handled (several coalesce into one)
+    busy = asyncio.Event()  # a reload is being applied
 
     def on_stop(signame: str) -> None:
         log.info("signal", signal=signame, action="stop")
         stopping.set()
 
     def on_hup() -> None:
-        log.warning("signal", signal="SIGHUP", action="ignored", reason="reload not implemented")
+        log.info("signal", signal="SIGHUP", action="reload")
+        hup.set()
+
+    async def reloader(started: list[tuple[str, Runner]]) -> None:
+        assert config_id is not None
+        while True:
+            await hup.wait()
+            hup.clear()
+            if config_path is None:
+                log.warning("signal", signal="SIGHUP", action="ignored",
+                            reason="no configuration path to reload")
+                continue
+            busy.set()
+            try:
+                await reload_config(started, config_path, config_id, ops=ops, sd=sd)
+            finally:
+                busy.clear()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop, sig.name)
@@ -195,6 +328,7 @@ async def serve(runners: list[tuple[str, Runner]], ops: Operations | None = None
     started: list[tuple[str, Runner]] = []
     code = EXIT_OK
     watchdog: asyncio.Task[None] | None = None
+    reload_task: asyncio.Task[None] | None = None
     try:
         for name, runner in runners:
             try:
@@ -213,11 +347,19 @@ async def serve(runners: list[tuple[str, Runner]], ops: Operations | None = None
         sd.ready(f"running: {', '.join(n for n, _ in started) or 'nothing'}")
         # pings only while this loop runs: a stalled loop lets systemd restart the service
         watchdog = asyncio.ensure_future(run_watchdog(sd, lambda: True))
+        reload_task = asyncio.ensure_future(reloader(started))  # SIGHUPs from now on
         await stopping.wait()
     finally:
         sd.stopping()
         if watchdog is not None:
             watchdog.cancel()
+        if reload_task is not None:  # a reload in progress finishes first (at most 30 s)
+            deadline = loop.time() + 30.0
+            while busy.is_set() and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            reload_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reload_task
         if ops is not None:
             await ops.stop()
         for name, runner in reversed(started):
@@ -242,12 +384,22 @@ def _early_handler(signum: int, _frame: object) -> None:
 
 def run_daemon(args: argparse.Namespace, config_id: str) -> int:
     from vrrpd.config.loader import load
+    from vrrpd.supervisor_parts import child_setup, wants_isolation
 
+    role = child_setup()  # a supervised child: die with the parent
     config, diagnostics = load(args.config, config_id=config_id)
+    if role is not None:  # the parent printed them already
+        diagnostics = tuple(d for d in diagnostics if d.severity >= Severity.FATAL)
     if report_diagnostics(diagnostics):
         print(f"{args.config}: cannot run this configuration", file=sys.stderr)
         return EXIT_CANNOT_RUN
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "auto"))
+    if role is not None:
+        structlog.contextvars.bind_contextvars(process=role)
+    elif wants_isolation(config, args):  # VRRP and checkers in two children (vrrpd.supervisor)
+        from vrrpd.supervisor import run_supervisor
+
+        return run_supervisor(args, config, config_id=config_id)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _early_handler)
     pid_files = write_pid_files([getattr(args, "pid", None), getattr(args, "vrrp_pid", None),

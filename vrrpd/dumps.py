@@ -27,7 +27,8 @@ import structlog
 
 from vrrpd.status import InstanceStatus, StatusDocument, VirtualServerStatus
 
-__all__ = ["DEFAULT_CHECK_DATA", "DEFAULT_DATA", "DEFAULT_STATS", "DumpPaths", "DumpWriter",
+__all__ = ["DEFAULT_CHECK_DATA", "DEFAULT_DATA", "DEFAULT_STATS", "CheckDumpWriter", "DumpPaths",
+           "DumpWriter",
            "format_check_data", "format_data", "format_stats", "write_file"]
 
 log = structlog.get_logger("vrrpd.dumps")
@@ -282,3 +283,18 @@ class DumpWriter:
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class CheckDumpWriter(DumpWriter):
+    """The checker process's writer (``-C``, the supervised checker child): as keepalived's
+    checker child, SIGUSR1 writes only the check data file and SIGUSR2 writes nothing (the
+    VRRP process owns ``keepalived.data`` and ``keepalived.stats``)."""
+
+    def dump_data(self) -> asyncio.Future[None]:
+        return self._spawn(self._document(), [(self.paths.check_data, format_check_data)])
+
+    def dump_stats(self) -> asyncio.Future[None]:
+        loop = self._loop or asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)
+        return done

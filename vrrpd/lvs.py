@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Protocol
 
 import structlog
 
+from healthcheck.events import OnEvent
 from healthcheck.model import ServerKey, VirtualServerSpec
 from ipvs.batch import BatchSender
 from ipvs.drain import DestRef, with_drains
@@ -51,6 +53,7 @@ __all__ = ["CheckerFactory", "CheckerLike", "LvsRunner", "SyncResult", "stop_mod
 log = structlog.get_logger("lvs")
 
 BATCH_MIN = 8  # fewer operations go one request at a time (clearer errors, same cost)
+DRAIN_POLL = 1.0  # full-sync interval while destinations drain (--drain-timeout)
 
 OnChange = Callable[[str, Mapping[ServerKey, int]], None]
 
@@ -63,16 +66,20 @@ class CheckerLike(Protocol):
 CheckerFactory = Callable[[Sequence[VirtualServerSpec], OnChange], CheckerLike]
 
 
-def default_checkers(specs: Sequence[VirtualServerSpec], on_change: OnChange) -> CheckerLike:
+def default_checkers(specs: Sequence[VirtualServerSpec], on_change: OnChange, *,
+                     on_event: OnEvent | None = None,
+                     on_fifo: Callable[[str], None] | None = None) -> CheckerLike:
+    """``on_event``: real-server / quorum transitions (``healthcheck.events``; smtp_alert
+    mails, ``vrrpd.alerts``); ``on_fifo``: notify-FIFO lines (``lvs_checks.lvs_notify_fifo``)
+    -- bind them with ``functools.partial`` for ``checker_manager``."""
     from healthcheck.manager import CheckerManager
 
-    return CheckerManager(specs, on_change=on_change)
+    return CheckerManager(specs, on_change=on_change, on_event=on_event, on_fifo=on_fifo)
 
 
 def default_client() -> IpvsBackend:
-    from ipvs.client import IPVSClient
-
-    return IPVSClient()
+    """The struct-encoded netlink backend (pipelined writes, cheap dumps, no pyroute2)."""
+    return BatchSender()
 
 
 def stop_mode(config: Config, keep: bool) -> str:
@@ -119,8 +126,11 @@ class LvsRunner:
         batch: bool | None = None,
         max_sync_share: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        drive_sync_daemon: bool = True,
     ) -> None:
         self.config = config
+        # False in the -C child: the VRRP process drives lvs_sync_daemon (vrrpd.lvs_syncd)
+        self.drive_sync_daemon = drive_sync_daemon
         self.sync_interval = sync_interval
         self.max_sync_share = max_sync_share
         self.retry_interval = retry_interval
@@ -181,7 +191,7 @@ class LvsRunner:
     async def _start(self, client: IpvsBackend) -> None:
         await client.open()
         if self._use_batch:
-            self._batch = BatchSender()
+            self._batch = client if isinstance(client, BatchSender) else BatchSender()
             await self._batch.open()
         g = self.config.global_defs
         if g.lvs_flush:
@@ -191,17 +201,22 @@ class LvsRunner:
         if t.tcp or t.tcpfin or t.udp:
             await self._guard("set_timeouts", client.set_timeouts(
                 Timeouts(tcp=t.tcp or 0, tcp_fin=t.tcpfin or 0, udp=t.udp or 0)))
-        if g.lvs_sync_daemon is not None:
+        if g.lvs_sync_daemon is not None and self.drive_sync_daemon:
             await self._set_daemon(SyncState.BACKUP)
+        # the table first, from the config's initial weights (what the checkers report at
+        # start: lvs_desired.initial_weights), so setting up thousands of checks does not
+        # delay it; then the checkers, whose first report changes nothing unless it differs
+        result = await self.sync()
+        added = sum(isinstance(o, AddService) for o in result.ops)
+        log.info("lvs_started", services=len(self._owned), adopted=len(self._owned) - added,
+                 ops=len(result.ops), failed=len(result.failed))
         self._hold = True
         try:
             await self._start_checkers()
         finally:
             self._hold = False
-        result = await self.sync()
-        added = sum(isinstance(o, AddService) for o in result.ops)
-        log.info("lvs_started", services=len(self._owned), adopted=len(self._owned) - added,
-                 ops=len(result.ops), failed=len(result.failed))
+        if self._weights:
+            await self.reconcile_cached()
 
     def _close(self) -> None:
         if self._client is not None:
@@ -292,7 +307,8 @@ class LvsRunner:
         """Drive the connection-sync daemon from its VRRP instance (``lvs_sync_daemon``):
         MASTER runs the master daemon, any other state the backup daemon."""
         sd = self.config.global_defs.lvs_sync_daemon
-        if sd is None or sd.instance != instance or self._client is None:
+        if (sd is None or sd.instance != instance or self._client is None
+                or not self.drive_sync_daemon):
             return
         want = SyncState.MASTER if state.upper() == "MASTER" else SyncState.BACKUP
         task = asyncio.create_task(self._set_daemon(want))
@@ -333,6 +349,8 @@ class LvsRunner:
                 result = await self._safe(self.reconcile_cached)
                 if result.failed or result.error:
                     deadline = min(deadline, self._clock() + backoff)
+                if self._drains:
+                    deadline = min(deadline, self._clock() + DRAIN_POLL)
             started = self._clock()
             result = await self._safe(self.sync)
             took = self.stats.last_sync_seconds = self._clock() - started
@@ -342,6 +360,8 @@ class LvsRunner:
                 # a huge table makes a dump expensive: spend at most max_sync_share of the time
                 delay = max(self.sync_interval, took / self.max_sync_share)
                 backoff = self.retry_interval
+            if self._drains:  # draining destinations: look at their connections more often
+                delay = min(delay, max(DRAIN_POLL, 4 * took))
 
     async def _safe(self, step: Callable[[], Awaitable[SyncResult]]) -> SyncResult:
         try:
@@ -378,6 +398,8 @@ class LvsRunner:
             if result.error is not None:
                 return result
         want = desired(self._compiled, self._weights)
+        if not result.dumped and self.drain_timeout > 0:
+            await self._refresh_leaving(want)
         drained = with_drains(want, self._observed, self._drains, now=self._clock(),
                               timeout=self.drain_timeout)
         self._drains = drained.deadlines
@@ -385,6 +407,32 @@ class LvsRunner:
         await self._execute(plan(drained.desired, self._observed, self._owned), result)
         self._owned = set(want) | {k for k in self._owned if k in self._observed}
         return result
+
+    async def _refresh_leaving(self, want: Mapping[ServiceKey, DesiredService]) -> None:
+        """Draining decides on live connection counts: re-read the services whose
+        destinations are about to leave (the cache holds the counters of the last dump)."""
+        assert self._client is not None
+        stale = []
+        for key, desired_service in want.items():
+            have = self._observed.get(key)
+            if have is None:
+                continue
+            wanted = {d.key for d in desired_service.dests}
+            if any(o.dest.key not in wanted and (key, o.dest.key) not in self._drains
+                   for o in have.dests):
+                stale.append(key)
+        if not stale:
+            return
+        dump_dests = getattr(self._client, "dump_dests", None)
+        for key in stale:
+            try:
+                if dump_dests is None:
+                    raise NotImplementedError
+                dests = await dump_dests(key)
+            except Exception:  # gone, or no per-service dump: read the whole table
+                await self._dump(SyncResult())
+                return
+            self._observed[key] = dataclasses.replace(self._observed[key], dests=tuple(dests))
 
     async def _execute(self, ops: list[Op], result: SyncResult) -> None:
         """Run ``ops`` in order (pipelined when many), then update the cached table once."""

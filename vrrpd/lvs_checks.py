@@ -8,9 +8,12 @@ The config model has already resolved inheritance (checker -> real server -> vir
 
 from __future__ import annotations
 
+import dataclasses
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import structlog
 
 from healthcheck.model import (
     CheckSpec,
@@ -46,6 +49,9 @@ from vrrpd.config.model import (
     UdpCheck,
     VirtualServer,
 )
+from vrrpd.vrrp.notify import NotifyFifo
+
+log = structlog.get_logger("vrrpd.lvs_checks")
 
 
 def command_spec(cmd: Command | None, g: GlobalDefs) -> CommandSpec | None:
@@ -55,9 +61,48 @@ def command_spec(cmd: Command | None, g: GlobalDefs) -> CommandSpec | None:
                        cmd.group or (g.script_group if cmd.user is None else None))
 
 
+def check_specs(c: Checker, rs: RealServer, vs: VirtualServer, g: GlobalDefs,
+                track_files: Mapping[str, TrackFile]) -> tuple[CheckSpec, ...]:
+    """The specs of one configured checker: usually one; none for a FILE_CHECK naming an
+    unknown track_file; one per ``host {}`` for an SMTP_CHECK with host blocks (see
+    ``smtp_specs``)."""
+    if isinstance(c, SmtpCheck) and c.hosts:
+        return smtp_specs(c, rs, vs, g)
+    spec = check_spec(c, rs, vs, g, track_files)
+    return () if spec is None else (spec,)
+
+
+def smtp_specs(c: SmtpCheck, rs: RealServer, vs: VirtualServer,
+               g: GlobalDefs) -> tuple[CheckSpec, ...]:
+    """keepalived 2.x turns every (deprecated) ``host {}`` of an SMTP_CHECK into a checker of
+    its own on the real server (so the real server is up only while every host passes, each
+    with its own retries).  A host starts from the SMTP_CHECK's connection options and
+    overrides them; the SMTP_CHECK's own target is checked as well only when it set a
+    connection option itself (connect_ip, connect_port, bindto, bind_if, bind_port, fwmark,
+    connect_timeout) -- as keepalived 2.2.7's config dump shows.  A connect_timeout counts when
+    it differs from the real server's (the model holds resolved values).  keepalived 2.2.7
+    dumps a host's own timeout as 0 when the host sets none; here it inherits the checker's."""
+    base = check_spec(c, rs, vs, g, {})
+    assert isinstance(base, SmtpCheckSpec)
+    own = any(v is not None for v in (c.connect_ip, c.connect_port, c.bindto, c.bind_if,
+                                      c.bind_port, c.fwmark)) \
+        or c.connect_timeout != rs.connect_timeout
+    out: list[CheckSpec] = [base] if own else []
+    for h in c.hosts:
+        changes: dict[str, Any] = {
+            name: value for name in ("connect_ip", "connect_port", "bindto", "bind_if",
+                                     "bind_port", "connect_timeout", "fwmark")
+            if (value := getattr(h, name)) is not None}
+        spec = dataclasses.replace(base, **changes)
+        if spec not in out:
+            out.append(spec)
+    return tuple(out)
+
+
 def check_spec(c: Checker, rs: RealServer, vs: VirtualServer, g: GlobalDefs,
                track_files: Mapping[str, TrackFile]) -> CheckSpec | None:
-    """One checker's spec; None for a FILE_CHECK naming an unknown track_file."""
+    """One checker's spec; None for a FILE_CHECK naming an unknown track_file.  (SMTP_CHECK
+    ``host {}`` blocks are expanded by ``check_specs``.)"""
     common: dict[str, Any] = {
         "connect_ip": c.connect_ip or rs.address,
         "connect_port": c.connect_port if c.connect_port is not None else rs.port,
@@ -69,7 +114,11 @@ def check_spec(c: Checker, rs: RealServer, vs: VirtualServer, g: GlobalDefs,
     if isinstance(c, HttpGetCheck):  # SslGetCheck is a subclass
         vhost = c.virtualhost or rs.virtualhost or vs.virtualhost
         urls = tuple(UrlSpec(path=u.path, digest=u.digest, status_codes=u.status_codes,
-                             virtualhost=u.virtualhost) for u in c.urls) or (UrlSpec(),)
+                             virtualhost=u.virtualhost, regex=u.regex,
+                             regex_no_match=u.regex_no_match, regex_options=u.regex_options,
+                             regex_min_offset=u.regex_min_offset,
+                             regex_max_offset=u.regex_max_offset)
+                     for u in c.urls) or (UrlSpec(),)
         return HttpCheckSpec(**common, ssl=isinstance(c, SslGetCheck), urls=urls,
                              http_protocol=c.http_protocol, virtualhost=vhost,
                              enable_sni=c.enable_sni)
@@ -111,7 +160,7 @@ def vs_spec(vs: VirtualServer, config: Config) -> VirtualServerSpec:
             continue
         seen.add((rs.address, rs.port))
         checks = tuple(spec for c in rs.checkers
-                       if (spec := check_spec(c, rs, vs, g, config.track_files)) is not None)
+                       for spec in check_specs(c, rs, vs, g, config.track_files))
         servers.append(RealServerSpec(
             address=rs.address, port=rs.port, weight=rs.weight,
             inhibit_on_failure=rs.inhibit_on_failure,
@@ -149,3 +198,33 @@ class SpecCache:
 
 def health_specs(config: Config) -> list[VirtualServerSpec]:
     return [vs_spec(vs, config) for vs in config.virtual_servers]
+
+
+class LvsNotifyFifo:
+    """The checkers' notify-FIFO sink (``CheckerManager(on_fifo=...)``): like keepalived, every
+    ``RS ...``/``VS ...`` line goes to the global ``notify_fifo`` and to ``lvs_notify_fifo``
+    (each when configured; one write when both name the same FIFO).  Never blocks: a FIFO
+    without a reader keeps at most a pipe buffer of lines, then lines are dropped (logged)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.fifos: list[NotifyFifo] = []
+        for path in dict.fromkeys(paths):
+            try:
+                self.fifos.append(NotifyFifo(path))
+            except (OSError, ValueError) as exc:
+                log.warning("lvs_notify_fifo_unusable", path=path, error=str(exc))
+
+    def __call__(self, line: str) -> None:
+        for fifo in self.fifos:
+            fifo.write_line(line)
+
+    def close(self) -> None:
+        for fifo in self.fifos:
+            fifo.close()
+
+
+def lvs_notify_fifo(g: GlobalDefs) -> LvsNotifyFifo | None:
+    """The sink for ``global_defs`` ``notify_fifo`` / ``lvs_notify_fifo``; None without both."""
+    paths = [cmd.argv[0] for cmd in (g.notify_fifo, g.lvs_notify_fifo)
+             if cmd is not None and cmd.argv]
+    return LvsNotifyFifo(paths) if paths else None

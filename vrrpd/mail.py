@@ -87,11 +87,14 @@ def group_alert(router_id: str, group: str, state: object) -> Alert | None:
 
 
 def checker_alert(router_id: str, rs: str, vs: str, up: bool, *, check: str = "TCP_CHECK",
-                  detail: str | None = None) -> Alert:
+                  detail: str | None = None, rs_up: bool | None = None) -> Alert:
     """``rs``/``vs`` as keepalived prints them (``[1.2.3.4]:tcp:80``, ``FWM 1``); ``check`` the
     checker keyword that changed the real server; ``detail`` the failure reason HTTP_GET,
-    SSL_GET and SMTP_CHECK add (``connection error``, ``HTTP status code error``, ...)."""
+    SSL_GET and SMTP_CHECK add (``connection error``, ``HTTP status code error``, ...).
+    ``up`` is the checker's new state (the body); ``rs_up`` the real server's (the subject;
+    default ``up``): they differ when another checker of the real server is down."""
     name = _CHECK_NAME.get(check.upper(), "CHECK")
+    subject_up = up if rs_up is None else rs_up
     if up:
         body = f"=> {name} succeed on service <="
     elif detail:
@@ -99,7 +102,7 @@ def checker_alert(router_id: str, rs: str, vs: str, up: bool, *, check: str = "T
     else:
         body = f"=> {name} failed on service <="
     return Alert(f"[{router_id}] Realserver {rs} of virtual server {vs} - "
-                 f"{'UP' if up else 'DOWN'}", body)
+                 f"{'UP' if subject_up else 'DOWN'}", body)
 
 
 def rs_shutdown_alert(router_id: str, rs: str, vs: str) -> Alert:
@@ -146,9 +149,7 @@ class MailSettings:
                    sender=g.notification_email_from or f"keepalived@{host}",
                    server=server, port=g.smtp_port, helo_name=g.smtp_helo_name or host,
                    connect_timeout=g.smtp_connect_timeout, router_id=g.router_id or host,
-                   queue_size=queue_size,
-                   # not in the config model yet (accepted and ignored by the loader)
-                   no_email_faults=bool(getattr(g, "no_email_faults", False)))
+                   queue_size=queue_size, no_email_faults=g.no_email_faults)
 
 
 def format_message(settings: MailSettings, alert: Alert, *, date: datetime | None = None) -> bytes:
@@ -312,8 +313,9 @@ class MailAlerter:
         return self._alert_state("group", group, state, group_alert(self._rid(), group, state))
 
     def alert_checker(self, rs: str, vs: str, up: bool, *, check: str = "TCP_CHECK",
-                      detail: str | None = None) -> bool:
-        return self.send(checker_alert(self._rid(), rs, vs, up, check=check, detail=detail))
+                      detail: str | None = None, rs_up: bool | None = None) -> bool:
+        return self.send(checker_alert(self._rid(), rs, vs, up, check=check, detail=detail,
+                                       rs_up=rs_up))
 
     def alert_quorum(self, vs: str, up: bool, *, quorum: int, hysteresis: int, weight_sum: int,
                      starting: bool = False, stopping: bool = False) -> bool:

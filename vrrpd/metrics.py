@@ -167,6 +167,13 @@ def metric_families(doc: StatusDocument) -> list[Metric]:
     up = g("vrrpd_status_generated_timestamp_seconds", "When this status was built")
     up.add_metric([], doc["generated_at"])
     other: list[Metric] = [reloads, last_ok, up]
+    mail = doc.get("mail")
+    if mail:
+        sent = c("vrrpd_mail", "smtp_alert mails, by outcome (failed: refused, timed out, SMTP "
+                               "error; dropped: queue full or unsent at stop)", labels=["outcome"])
+        for outcome in ("sent", "failed", "dropped"):
+            sent.add_metric([outcome], mail[outcome])
+        other.append(sent)
     if doc["lvs"] is not None:
         lv = doc["lvs"]
         for name, key, text in (("vrrpd_ipvs_syncs", "syncs", "Reconciles with the kernel"),

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,7 +33,9 @@ __all__ = [
     "InstanceStatus",
     "IpvsStats",
     "LvsStatus",
+    "MailStatus",
     "MasterInfo",
+    "ProcessStatus",
     "RealServerStatus",
     "ReloadStats",
     "ReloadStatus",
@@ -174,6 +176,31 @@ class DaemonInfo(TypedDict):
     parts: list[str]  # "vrrp", "lvs": what this process runs
 
 
+class ProcessStatus(TypedDict, total=False):
+    role: str  # parent | vrrp | check
+    pid: int | None  # None: not running now
+    alive: bool
+    ready: bool
+    restarts: int
+    uptime: float | None
+    started_at: float | None
+    last_exit: str | None  # "exit 1", "killed by SIGKILL"
+    given_up: bool  # exited 4 (config cannot run): not respawned
+    respawn_pending: bool
+    status: str | None  # the child's last sd_notify STATUS
+    control_socket: str
+    error: str  # the child did not answer the status request
+
+
+class MailStatus(TypedDict):
+    """smtp_alert mails of this process (``vrrpd.mail.MailAlerter`` counters)."""
+
+    sent: int
+    failed: int  # refused, timed out, SMTP error (logged smtp_alert_failed)
+    dropped: int  # queue full, or still queued when the daemon stopped
+    last_error: str | None
+
+
 class StatusDocument(TypedDict):
     version: int
     generated_at: float
@@ -182,6 +209,8 @@ class StatusDocument(TypedDict):
     virtual_servers: list[VirtualServerStatus]
     lvs: LvsStatus | None
     reloads: ReloadStatus
+    mail: NotRequired[MailStatus]  # only when smtp_alert mail is configured
+    processes: NotRequired[list[ProcessStatus]]  # supervised daemon (vrrpd.supervisor) only
 
 
 # ---- the seam -----------------------------------------------------------------------------
@@ -264,6 +293,7 @@ class DaemonStatus:
         self.reloads = reloads if reloads is not None else ReloadStats()
         self.recorder = recorder  # status_adapters.TransitionRecorder | None
         self.garps = garps  # status_adapters.GarpCounter | None
+        self.mail: Any = None  # vrrpd.alerts.MailPart (stats()) | None: no mail configured
         self.started_at = time.time()
         self._clock = clock
 
@@ -310,5 +340,10 @@ class DaemonStatus:
                           started_at=self.started_at, parts=parts)
 
     def document(self) -> StatusDocument:
-        return build_status(self, daemon=self.daemon_info(), lvs=self.status_lvs(),
-                            reloads=self.reloads)
+        doc = build_status(self, daemon=self.daemon_info(), lvs=self.status_lvs(),
+                           reloads=self.reloads)
+        if self.mail is not None:
+            s = self.mail.stats()
+            doc["mail"] = MailStatus(sent=s["sent"], failed=s["failed"], dropped=s["dropped"],
+                                     last_error=s["last_error"])
+        return doc

@@ -67,6 +67,15 @@ def format_status(doc: StatusDocument, *, now: float | None = None) -> str:
     if d["config"]:
         head += f", config {d['config']}"
     lines = [head]
+    procs = doc.get("processes") or []
+    if procs:
+        rows = [[p.get("role", "?"), str(p.get("pid") or "-"),
+                 ("ready" if p.get("ready") else "starting") if p.get("alive")
+                 else f"DOWN ({p.get('last_exit') or '?'})",
+                 _duration(up) if (up := p.get("uptime")) is not None else "-",
+                 str(p.get("restarts", 0)), p.get("error") or p.get("status") or ""]
+                for p in procs]
+        lines += table(["PROCESS", "PID", "STATE", "UP", "RESTARTS", "NOTE"], rows, "  ")
     r = doc["reloads"]
     if r["last_result"] is not None:
         ago = f" {_duration(now - r['last_at'])} ago" if r["last_at"] else ""
@@ -126,6 +135,11 @@ def format_status(doc: StatusDocument, *, now: float | None = None) -> str:
         lines.append(f"  IPVS: {lv['services_owned']} services, {lv['syncs']} syncs, "
                      f"{lv['ops']} ops, {lv['failures']} failures"
                      + (f" (last: {lv['last_error']})" if lv["last_error"] else ""))
+    mail = doc.get("mail")
+    if mail:
+        lines += ["", f"mail alerts: {mail['sent']} sent, {mail['failed']} failed, "
+                      f"{mail['dropped']} dropped"
+                  + (f" (last error: {mail['last_error']})" if mail["last_error"] else "")]
     if not insts and not vss:
         lines.append("nothing running (no vrrp_instance or virtual_server)")
     return "\n".join(lines) + "\n"

@@ -10,15 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import asyncio_dgram
-from asyncio_dgram.aio import DatagramClient
-
 from healthcheck.model import CheckResult, IPAddress
 from healthcheck.process import ProcessResult
 
 __all__ = [
-    "ProbeContext", "RunCommand", "connect_socket", "describe", "dgram_client", "fail",
-    "make_socket", "ok",
+    "ProbeContext", "RunCommand", "connect_socket", "describe", "fail",
+    "make_socket", "ok", "udp_socket",
 ]
 
 SO_MARK = getattr(socket, "SO_MARK", 36)
@@ -92,18 +89,21 @@ async def connect_socket(
     return sock
 
 
-async def dgram_client(
+def udp_socket(
     ip: IPAddress, port: int, *, bindto: IPAddress | None = None, bind_port: int | None = None,
     bind_if: str | None = None, fwmark: int | None = None,
-) -> DatagramClient:
-    """A connected asyncio-dgram UDP client with the checker's source options applied."""
+) -> socket.socket:
+    """A connected non-blocking UDP socket with the checker's source options applied.
+
+    Connected, so the kernel reports an ICMP error (port/host unreachable) for our datagram
+    as a socket error: the next ``loop.sock_recv`` raises it (``ConnectionRefusedError``...)
+    at once.  (asyncio-dgram's ``recv`` keeps waiting in that case: its protocol queues the
+    error for the *next* call, so a probe would only fail at ``connect_timeout``.)"""
     sock = make_socket(ip, socket.SOCK_DGRAM, bindto=bindto, bind_port=bind_port,
                        bind_if=bind_if, fwmark=fwmark)
     try:
         sock.connect((str(ip), port))
-        stream = await asyncio_dgram.from_socket(sock)
     except BaseException:
         sock.close()
         raise
-    assert isinstance(stream, DatagramClient)
-    return stream
+    return sock

@@ -7,7 +7,7 @@ import secrets
 import struct
 import time
 
-from healthcheck.checkers.base import describe, dgram_client, fail, ok
+from healthcheck.checkers.base import describe, fail, ok, udp_socket
 from healthcheck.model import CheckResult, DnsCheckSpec
 
 __all__ = ["QTYPES", "build_query", "check_reply", "probe"]
@@ -50,21 +50,22 @@ def check_reply(data: bytes, qid: int) -> str | None:
 
 
 async def probe(spec: DnsCheckSpec) -> CheckResult:
+    """An ICMP error (port unreachable...) fails the probe as soon as it arrives."""
     start = time.monotonic()
     qid = secrets.randbelow(0x10000)
     query = build_query(qid, spec.name, spec.type)
     try:
-        stream = await dgram_client(spec.connect_ip, spec.connect_port, bindto=spec.bindto,
-                                    bind_port=spec.bind_port, bind_if=spec.bind_if,
-                                    fwmark=spec.fwmark)
+        sock = udp_socket(spec.connect_ip, spec.connect_port, bindto=spec.bindto,
+                          bind_port=spec.bind_port, bind_if=spec.bind_if, fwmark=spec.fwmark)
     except OSError as exc:
         return fail(f"{describe(exc)}", start)
+    loop = asyncio.get_running_loop()
     last = "no reply"
     try:
         async with asyncio.timeout(spec.connect_timeout):
-            await stream.send(query)
+            await loop.sock_sendall(sock, query)
             while True:
-                data, _ = await stream.recv()
+                data = await loop.sock_recv(sock, 65536)
                 reason = check_reply(data, qid)
                 if reason is None:
                     return ok(f"{spec.type} {spec.name} answered", start)
@@ -72,10 +73,8 @@ async def probe(spec: DnsCheckSpec) -> CheckResult:
                 if not reason.startswith("reply id"):
                     return fail(reason, start)
     except TimeoutError:
-        try:
-            _ = stream.exception
-        except OSError as exc:
-            return fail(f"{describe(exc)}", start)
         return fail(f"{last} within {spec.connect_timeout:g}s", start)
+    except OSError as exc:
+        return fail(f"{describe(exc)}", start)
     finally:
-        stream.close()
+        sock.close()

@@ -21,7 +21,7 @@ from functools import cache
 from healthcheck.checkers.base import connect_socket, describe, fail, ok
 from healthcheck.model import CheckResult, HttpCheckSpec, UrlSpec
 
-__all__ = ["HttpResponse", "build_request", "parse_response", "probe"]
+__all__ = ["HttpResponse", "build_request", "parse_response", "probe", "regex_found"]
 
 
 class HttpError(Exception):
@@ -125,15 +125,38 @@ def _check(url: UrlSpec, resp: HttpResponse) -> str | None:
         if got != url.digest.lower():
             return f"{url.path}: digest {got} != {url.digest.lower()}"
     if url.regex is not None:
-        found = _regex(url.regex).search(resp.body.decode("latin-1")) is not None
+        found = regex_found(url, resp.body)
         if found == url.regex_no_match:
             return f"{url.path}: regex {url.regex!r} {'matched' if found else 'not matched'}"
     return None
 
 
+_FLAGS = {"caseless": re.IGNORECASE, "multiline": re.MULTILINE, "dotall": re.DOTALL,
+          "extended": re.VERBOSE}
+
+
+def regex_found(url: UrlSpec, body: bytes) -> bool:
+    """Whether ``url.regex`` matches ``body`` under its options and offsets."""
+    assert url.regex is not None
+    opts = url.regex_options
+    text = body.decode("utf-8", "replace") if "utf" in opts else body.decode("latin-1")
+    m = _regex(url.regex, opts).search(text, url.regex_min_offset)
+    if m is None:
+        return False
+    if url.regex_max_offset is not None and m.start() > url.regex_max_offset:
+        return False
+    if "firstline" in opts:
+        newline = text.find("\n")
+        return newline < 0 or m.start() <= newline
+    return True
+
+
 @cache
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _regex(pattern: str, options: tuple[str, ...] = ()) -> re.Pattern[str]:
+    flags = 0
+    for name in options:
+        flags |= _FLAGS.get(name, 0)
+    return re.compile(pattern, flags)
 
 
 async def _fetch(spec: HttpCheckSpec, url: UrlSpec) -> HttpResponse:

@@ -17,11 +17,12 @@ import socket
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from healthcheck.checkers.base import describe, fail, make_socket, ok
 from healthcheck.model import CheckResult, IPAddress, TcpCheckSpec
 
-__all__ = ["TcpEngine", "TcpProbe", "probe", "start"]
+__all__ = ["Target", "TcpEngine", "TcpProbe", "probe", "start", "target"]
 
 _PENDING = (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
 
@@ -123,29 +124,47 @@ async def probe(spec: TcpCheckSpec) -> CheckResult:
     return await start(spec)
 
 
-class _Conn:
-    __slots__ = ("callback", "deadline", "seq", "sock", "t0", "timeout")
+_POLL_ERR = select.EPOLLERR | select.EPOLLHUP
+_EPOLLOUT = select.EPOLLOUT
+_STREAM_NONBLOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+_CONNECTED = "connected"
 
-    def __init__(self, sock: _socket.socket, callback: Callable[[CheckResult], None],
-                 t0: float, timeout: float, deadline: float, seq: int) -> None:
-        self.sock = sock
-        self.callback = callback
-        self.t0 = t0
-        self.timeout = timeout
-        self.deadline = deadline
-        self.seq = seq
+
+def _call(callback: Callable[[CheckResult], None], result: CheckResult) -> None:
+    callback(result)
+
+
+# a pending connect: (socket, fn, arg, start time, connect_timeout, sequence number)
+_Conn = tuple[_socket.socket, Callable[[Any, CheckResult], object], Any, float, float, int]
+
+# a plain check's socket family and address, resolved once (``target``)
+Target = tuple[int, tuple[str, int]]
+
+
+def target(spec: TcpCheckSpec) -> Target | None:
+    """``(family, (address text, port))`` for a check without source options (the common
+    case, ``TcpEngine.start(..., target=)`` skips per-probe conversions), else None."""
+    if spec.bindto is None and not spec.bind_port and not spec.bind_if and not spec.fwmark:
+        family = socket.AF_INET6 if spec.connect_ip.version == 6 else socket.AF_INET
+        return family, (str(spec.connect_ip), spec.connect_port)
+    return None
 
 
 class TcpEngine:
     """Many TCP_CHECK connects on one private epoll that the loop watches as a single reader.
 
-    Per probe: socket, connect, one ``epoll.register`` (closing the socket unregisters it), no
-    asyncio handle, timer or future; timeouts come from one deadline heap and one ``call_at``.
-    Results are delivered through each probe's callback, in the loop.
+    Per probe: socket, connect, one ``epoll.register`` (closing the socket unregisters it) and
+    close -- no asyncio handle, timer or future, and no ``SO_ERROR`` read for a connect that
+    succeeded (an EPOLLOUT without EPOLLERR/EPOLLHUP is a completed handshake).  Timeouts come
+    from one deadline heap and one ``call_at``.  ``start(spec, fn, arg)`` calls back
+    ``fn(arg, result)`` in the loop (maybe before it returns); after each batch of results
+    (one readiness or timeout callback, or ``harvest()``) ``after_batch()`` runs once.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 after_batch: Callable[[], None] | None = None) -> None:
         self._loop = loop
+        self._after_batch = after_batch
         self._ep = select.epoll()
         self._pending: dict[int, _Conn] = {}
         self._heap: list[tuple[float, int, int]] = []
@@ -159,27 +178,44 @@ class TcpEngine:
 
     def connect(self, spec: TcpCheckSpec, callback: Callable[[CheckResult], None]) -> None:
         """Start a probe; ``callback(result)`` runs once (maybe before this returns)."""
+        self.start(spec, _call, callback)
+
+    def start(self, spec: TcpCheckSpec, fn: Callable[[Any, CheckResult], object],
+              arg: Any, target: Target | None = None) -> None:
+        """Start a probe; ``fn(arg, result)`` runs once (maybe before this returns).
+        ``target``: ``tcp.target(spec)`` computed once by the caller (faster)."""
         t0 = time.monotonic()
-        ip = spec.connect_ip
         try:
-            sock = _open(spec)
+            if target is not None:
+                sock = _socket.socket(target[0], _STREAM_NONBLOCK)
+                addr = target[1]
+            else:
+                sock = _open(spec)
+                addr = (_text(spec.connect_ip), spec.connect_port)
         except OSError as exc:
-            callback(fail(f"cannot open socket: {describe(exc)}", t0))
+            fn(arg, fail(f"cannot open socket: {describe(exc)}", t0))
             return
-        err = sock.connect_ex((_text(ip), spec.connect_port))
+        err = sock.connect_ex(addr)
         if err not in _PENDING:
             sock.close()
-            callback(ok("connected", t0) if err == 0
-                     else fail(f"connect failed: {os.strerror(err)}", t0))
+            fn(arg, ok(_CONNECTED, t0) if err == 0
+               else fail(f"connect failed: {os.strerror(err)}", t0))
             return
         fd = sock.fileno()
-        self._ep.register(fd, select.EPOLLOUT)
-        self._seq += 1
-        deadline = self._loop.time() + spec.connect_timeout
-        self._pending[fd] = _Conn(sock, callback, t0, spec.connect_timeout, deadline, self._seq)
-        heapq.heappush(self._heap, (deadline, self._seq, fd))
+        self._ep.register(fd, _EPOLLOUT)
+        self._seq = seq = self._seq + 1
+        timeout = spec.connect_timeout
+        deadline = t0 + timeout  # loop.time() is time.monotonic()
+        self._pending[fd] = (sock, fn, arg, t0, timeout, seq)
+        heapq.heappush(self._heap, (deadline, seq, fd))
         if deadline < self._timer_at:
             self._arm(deadline)
+
+    def harvest(self) -> None:
+        """Deliver the connects that already completed (on a local network most do within
+        ``connect()``) without waiting for the loop to report the epoll readable."""
+        if self._pending:
+            self._collect()
 
     def close(self) -> None:
         """Drop every pending probe without calling back; stop watching."""
@@ -187,21 +223,35 @@ class TcpEngine:
         if self._timer is not None:
             self._timer.cancel()
         for conn in self._pending.values():
-            conn.sock.close()
+            conn[0].close()
         self._pending.clear()
         self._heap.clear()
         self._ep.close()
 
     def _ready(self) -> None:
+        self._collect()
+        if self._after_batch is not None:
+            self._after_batch()
+
+    def _collect(self) -> None:
         pending = self._pending
         # take the connections out first: a callback may start probes that reuse an fd
-        batch = [conn for fd, _ in self._ep.poll(0) if (conn := pending.pop(fd, None))]
-        for conn in batch:
-            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            conn.sock.close()
-            conn.callback(ok("connected", conn.t0) if err == 0
-                          else fail(f"connect failed: {os.strerror(err)}", conn.t0))
-
+        batch = [(conn, ev) for fd, ev in self._ep.poll(0)
+                 if (conn := pending.pop(fd, None)) is not None]
+        if not batch:
+            return
+        now = time.monotonic()
+        for (sock, fn, arg, t0, _, _), ev in batch:
+            if ev & _POLL_ERR:
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                sock.close()
+                result = (CheckResult(True, _CONNECTED, None, now - t0) if err == 0
+                          else CheckResult(False, f"connect failed: {os.strerror(err)}", None,
+                                           now - t0))
+            else:
+                sock.close()
+                result = CheckResult(True, _CONNECTED, None, now - t0)
+            fn(arg, result)
     def _arm(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -217,16 +267,17 @@ class TcpEngine:
         while heap and heap[0][0] <= now:
             _, seq, fd = heapq.heappop(heap)
             conn = pending.get(fd)
-            if conn is not None and conn.seq == seq:
+            if conn is not None and conn[5] == seq:
                 del pending[fd]
                 expired.append(conn)
         while heap:  # drop entries of connections that already finished
             conn = pending.get(heap[0][2])
-            if conn is not None and conn.seq == heap[0][1]:
+            if conn is not None and conn[5] == heap[0][1]:
                 self._arm(heap[0][0])
                 break
             heapq.heappop(heap)
-        for conn in expired:
-            conn.sock.close()
-            conn.callback(CheckResult(False, f"connect timed out after {conn.timeout:g}s",
-                                      None, conn.timeout))
+        for sock, fn, arg, _, timeout, _ in expired:
+            sock.close()
+            fn(arg, CheckResult(False, f"connect timed out after {timeout:g}s", None, timeout))
+        if expired and self._after_batch is not None:
+            self._after_batch()

@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_line import emit
+
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 18080
 DELAY_LOOP = 6
@@ -287,6 +289,24 @@ def report(r: dict[str, object]) -> None:
               f" peak RSS {rss_ratio:.2f}")
     elif ka is not None:
         print(f"keepalived: {ka}")
+    emit_lines(r)
+
+
+def emit_lines(r: dict[str, object]) -> None:
+    """BENCH lines (tests/bench/run_all.py): CPU per probe, CPU share, peak RSS."""
+    ours, ka = r.get("vrrpd"), r.get("keepalived")
+    if not isinstance(ours, dict):
+        return
+    n, duration = r["checks"], float(r["duration_s"])  # type: ignore[arg-type]
+    note = f"{r['where']}, delay_loop {DELAY_LOOP}, {duration:.0f} s steady"
+    error = "" if isinstance(ka, dict) else f"keepalived {ka}"
+    k = ka if isinstance(ka, dict) else None
+    emit(f"{n} TCP_CHECKs: CPU per probe", "ms", 1e3 * _per_probe(ours),
+         1e3 * _per_probe(k) if k else None, note=note, error=error)
+    emit(f"{n} TCP_CHECKs: checker CPU", "% core", 100 * ours["cpu_steady_s"] / duration,
+         100 * k["cpu_steady_s"] / duration if k else None, note=note, error=error)
+    emit(f"{n} TCP_CHECKs: checker peak RSS", "MiB", ours["peak_rss_kib"] / 1024,
+         k["peak_rss_kib"] / 1024 if k else None, note=note, error=error)
 
 
 def main() -> int:

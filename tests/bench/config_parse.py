@@ -3,11 +3,13 @@
 Times vrrpd's full load (syntax + model when ``vrrpd.config.loader`` exists,
 syntax alone otherwise) in-process, best of 5, and ``keepalived -t -f FILE``
 (wall time, inside a throw-away network namespace that has the interface).
-Prints both and the ratio.  Run as root: ``.venv/bin/python tests/bench/config_parse.py``.
+Prints both and the ratio, and ``BENCH`` lines (``bench_line``) for ``run_all.py``.  Run as root:
+``.venv/bin/python tests/bench/config_parse.py [--vs 1000] [--rs 10] [--runs 5]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -16,6 +18,8 @@ import sys
 import tempfile
 import time
 import uuid
+
+from bench_line import emit
 
 VS = 1000
 RS = 10
@@ -91,26 +95,38 @@ def time_keepalived(path: str, runs: int = 5) -> tuple[float, float] | None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vs", type=int, default=VS, help="virtual servers")
+    ap.add_argument("--rs", type=int, default=RS, help="real servers per virtual server")
+    ap.add_argument("--runs", type=int, default=5, help="runs of each; the best is kept")
+    args = ap.parse_args(argv)
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-    text = generate()
+    text = generate(args.vs, args.rs)
+    size = f"{args.vs} VS x {args.rs} RS"
     with tempfile.TemporaryDirectory(prefix="cfgbench") as tmp:
         path = os.path.join(tmp, "keepalived.conf")
         with open(path, "w") as fh:
             fh.write(text)
         lines = text.count("\n")
-        ours, ours_cpu, what = time_vrrpd(path)
-        print(f"config: {VS} virtual servers x {RS} real servers, {lines} lines")
-        print(f"vrrpd load ({what}), best of 5: {ours * 1000:.1f} ms wall, "
+        ours, ours_cpu, what = time_vrrpd(path, args.runs)
+        print(f"config: {args.vs} virtual servers x {args.rs} real servers, {lines} lines")
+        print(f"vrrpd load ({what}), best of {args.runs}: {ours * 1000:.1f} ms wall, "
               f"{ours_cpu * 1000:.1f} ms CPU (target < 500 ms)")
-        theirs = time_keepalived(path)
+        theirs = time_keepalived(path, args.runs)
         if theirs is None:
             print("keepalived -t: not measured (needs root and keepalived)")
+            for kind, value in (("wall", ours), ("CPU", ours_cpu)):
+                emit(f"config parse {size} ({kind})", "ms", value * 1e3, None,
+                     error="keepalived -t not measured (needs root and keepalived)")
             return 0
-        print(f"keepalived -t -f, best of 5: {theirs[0] * 1000:.1f} ms wall, "
+        print(f"keepalived -t -f, best of {args.runs}: {theirs[0] * 1000:.1f} ms wall, "
               f"{theirs[1] * 1000:.1f} ms CPU")
         print(f"ratio vrrpd/keepalived: {ours / theirs[0]:.2f} wall, "
               f"{ours_cpu / max(theirs[1], 1e-9):.2f} CPU")
+        note = "vrrpd in-process load; keepalived -t whole process"
+        emit(f"config parse {size} (wall)", "ms", ours * 1e3, theirs[0] * 1e3, note=note)
+        emit(f"config parse {size} (CPU)", "ms", ours_cpu * 1e3, theirs[1] * 1e3, note=note)
     return 0
 
 

@@ -4,7 +4,9 @@ one-request reloads, stop modes, global LVS settings.  ipvsadm is the independen
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -301,3 +303,65 @@ async def test_bulk_programming_is_pipelined_exact_and_isolates_failures(
     finally:
         await runner.stop()
     assert ipvs_ns.ipvsadm("-S", "-n").strip() == ""
+
+
+def _dest_row(ns: GuestNetns, rs: str) -> tuple[int, int, int] | None:
+    """(weight, active, inactive) of destination ``rs`` as ipvsadm prints it, None if absent."""
+    for line in table(ns):
+        parts = line.split()
+        if parts[:2] == ["->", rs]:
+            return int(parts[3]), int(parts[4]), int(parts[5])
+    return None
+
+
+@pytest.mark.parametrize(("udp_timeout", "drain_timeout", "why"), [
+    (5, 120.0, "connections ended"),  # the entries expire long before the drain timeout
+    (300, 4.0, "drain timeout"),  # the entries outlive the drain timeout
+])
+async def test_failed_real_server_drains_at_weight_zero(
+        ipvs_ns: GuestNetns, udp_timeout: int, drain_timeout: float, why: str) -> None:
+    """--drain-timeout: a real server that fails stays in IPVS at weight 0 while it has
+    connections, and is deleted once they are gone or the timeout has passed."""
+    text = (f"global_defs {{\n lvs_timeouts udp {udp_timeout}\n}}\n"
+            "virtual_server 10.0.9.1 53 {\n lb_algo rr\n lb_kind DR\n protocol UDP\n"
+            " real_server 10.255.9.1 53 {\n  weight 1\n }\n"
+            " real_server 10.255.9.2 53 {\n  weight 1\n }\n}\n")
+    config = load_text(text).config
+    runner = LvsRunner(config, checker_manager=None, sync_interval=3600,
+                       drain_timeout=drain_timeout)
+    await runner.start()
+    try:
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+        try:  # eight flows from this namespace: rr gives each real server four
+            for s in socks:
+                s.sendto(b"q", ("10.0.9.1", 53))
+        finally:
+            for s in socks:
+                s.close()
+        deadline = time.monotonic() + 10
+        while ((row := _dest_row(ipvs_ns, "10.255.9.2:53")) is None or row[1] + row[2] == 0) \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert row is not None and row[0] == 1 and row[1] + row[2] > 0, table(ipvs_ns)
+        started = time.monotonic()
+        vs_key = config.virtual_servers[0].key
+        runner.on_weights(vs_key, {(ipaddress.ip_address("10.255.9.1"), 53): 1})  # .2 failed
+        await runner.reconcile_cached()
+        row = _dest_row(ipvs_ns, "10.255.9.2:53")
+        assert row is not None and row[0] == 0 and row[1] + row[2] > 0, table(ipvs_ns)
+        seen_draining = False
+        while (row := _dest_row(ipvs_ns, "10.255.9.2:53")) is not None \
+                and time.monotonic() - started < 90:
+            assert row[0] == 0, table(ipvs_ns)
+            seen_draining = seen_draining or row[1] + row[2] > 0
+            await asyncio.sleep(0.25)
+        gone_after = time.monotonic() - started
+        assert row is None, f"still there after {gone_after:.1f}s: {table(ipvs_ns)}"
+        assert seen_draining
+        if why == "drain timeout":  # removed at the deadline although connections remain
+            assert drain_timeout <= gone_after < drain_timeout + 30
+        else:  # removed when the entries expired, long before the drain timeout
+            assert gone_after < 60
+        assert _dest_row(ipvs_ns, "10.255.9.1:53") is not None
+    finally:
+        await runner.stop()

@@ -95,17 +95,47 @@ def _digest(text_: str) -> str:
     raise Invalid("an MD5 digest of 32 hex digits (as printed by genhash)")
 
 
+# keepalived 2.2.7's regex_options (PCRE2 option names).  vrrpd matches with Python's ``re``:
+# REGEX_ACTED are emulated (caseless, multiline, dotall, extended -> re flags; firstline; utf
+# decodes the body as UTF-8) or change nothing about whether a body matches (optimisation
+# switches); the others are accepted with a "not acted on" warning.
+REGEX_ACTED = frozenset({
+    "caseless", "multiline", "dotall", "extended", "firstline", "utf", "use_offset_limit",
+    "no_auto_possess", "no_dotstar_anchor", "no_start_optimize", "auto_callout",
+})
+REGEX_OPTIONS = REGEX_ACTED | frozenset({
+    "allow_empty_class", "alt_bsux", "dollar_endonly", "dupnames", "match_unset_backref",
+    "never_ucp", "never_utf", "no_auto_capture", "ucp", "ungreedy", "never_backslash_c",
+    "alt_circumflex", "alt_verbnames",
+})
+
+
+def _regex_options(ctx: Ctx, node: Node, values: Values) -> None:
+    got: list[str] = []
+    for tok in node.args:
+        name = tok.text.lower()
+        if name not in REGEX_OPTIONS:
+            ctx.invalid(tok, "regex_options", "PCRE2 option names such as caseless, "
+                                              "multiline, dotall, extended")
+            continue
+        if name not in REGEX_ACTED:
+            ctx.warn(tok.pos, f"regex option '{name}' is parsed but not acted on yet by vrrpd",
+                     "vrrpd matches with Python's re module")
+        got.append(name)
+    values["regex_options"] = (*values.get("regex_options", ()), *got)
+
+
 URL = Block("url", {
     "path": text("path"),
     "digest": value("digest", _digest),
     "status_code": _status_code,
     "virtualhost": value("virtualhost", word),
-    "regex": not_acted(text("regex")),
-    "regex_no_match": not_acted(flag("regex_no_match")),
-    "regex_options": not_acted(),
+    "regex": text("regex"),
+    "regex_no_match": flag("regex_no_match"),
+    "regex_options": _regex_options,
     "regex_stack": not_acted(),
-    "regex_min_offset": not_acted(),
-    "regex_max_offset": not_acted(),
+    "regex_min_offset": value("regex_min_offset", int_range(0, 2**31 - 1)),
+    "regex_max_offset": value("regex_max_offset", int_range(0, 2**31 - 1)),
 })
 
 

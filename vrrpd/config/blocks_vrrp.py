@@ -185,6 +185,13 @@ def load_instance(ctx: Ctx, node: Node) -> Values | None:
     return values
 
 
+def vrrp_smtp_alert(gdefs: GlobalDefs) -> bool:
+    """The smtp_alert of an instance / sync group that does not set its own."""
+    if gdefs.smtp_alert_vrrp is not None:
+        return gdefs.smtp_alert_vrrp
+    return bool(gdefs.smtp_alert)
+
+
 def build_instance(ctx: Ctx, values: Values, gdefs: GlobalDefs) -> VrrpInstance | None:
     """Apply keepalived's defaults; None (with an ERROR) when the instance cannot exist."""
     pos = values["pos"]
@@ -236,6 +243,8 @@ def build_instance(ctx: Ctx, values: Values, gdefs: GlobalDefs) -> VrrpInstance 
                       if gdefs.vrrp_garp_lower_prio_repeat is not None
                       else values["garp_master_repeat"])
     values.setdefault("skip_check_adv_addr", gdefs.vrrp_skip_check_adv_addr)
+    if "smtp_alert" not in values:  # keepalived: own, else smtp_alert_vrrp, else smtp_alert
+        values["smtp_alert"] = vrrp_smtp_alert(gdefs)
     strict = bool(values.get("strict_mode")) or gdefs.vrrp_strict
     values["strict_mode"] = strict
     if "accept" not in values or values["accept"] is None:

@@ -12,6 +12,7 @@ A Config is always returned; callers decide from the diagnostics' severities
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import NamedTuple, TypeVar
 from vrrpd.config.blocks_global import build_global_defs, load_global_defs, load_ssl
 from vrrpd.config.blocks_lvs import build_virtual_server, load_virtual_server, load_vs_group
 from vrrpd.config.blocks_tracking import load_sync_group, load_track_file, load_vrrp_script
-from vrrpd.config.blocks_vrrp import build_instance, load_instance
+from vrrpd.config.blocks_vrrp import build_instance, load_instance, vrrp_smtp_alert
 from vrrpd.config.errors import Diagnostic, did_you_mean
 from vrrpd.config.model import Config, GlobalDefs, SslConfig
 from vrrpd.config.model_lvs import VirtualServer, VirtualServerGroup
@@ -101,6 +102,9 @@ class _Loader:
             self.top(node)
         gdefs = self._global_defs()
         instances = self._instances(gdefs)
+        self.sync_groups = {name: g if g.smtp_alert is not None
+                            else dataclasses.replace(g, smtp_alert=vrrp_smtp_alert(gdefs))
+                            for name, g in self.sync_groups.items()}
         vss: list[VirtualServer] = []
         for raw in self.virtual_servers:
             vs = build_virtual_server(self.ctx, raw, gdefs)

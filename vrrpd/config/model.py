@@ -119,6 +119,8 @@ class GlobalDefs:
     smtp_alert_vrrp: bool | None = None
     smtp_alert_checker: bool | None = None
     router_id: str | None = None  # None: the local host name
+    no_email_faults: bool = False  # no smtp_alert mail on entering FAULT
+    no_checker_emails: bool = False  # real-server mails only when the real server changes
     script_user: str | None = None  # None: keepalived_script if it exists, else root
     script_group: str | None = None
     enable_script_security: bool = False

@@ -112,6 +112,9 @@ class Url:
     virtualhost: str | None = None
     regex: str | None = None
     regex_no_match: bool = False
+    regex_options: tuple[str, ...] = ()  # keepalived's PCRE2 option names, lower case
+    regex_min_offset: int = 0  # the search starts this far into the body
+    regex_max_offset: int | None = None  # a match must start at or before this offset
     pos: Position | None = field(default=None, compare=False)
 
 

@@ -154,7 +154,9 @@ class SyncGroup:
     notify_fault: Command | None = None
     notify_stop: Command | None = None
     notify: Command | None = None
-    smtp_alert: bool = False
+    # None only while loading: the loader resolves it (own, else global smtp_alert_vrrp, else
+    # global smtp_alert, else off), so a loaded Config always holds a bool
+    smtp_alert: bool | None = None
     global_tracking: bool = False
     sync_group_tracking_weight: bool = False
     track_interfaces: tuple[TrackInterface, ...] = ()

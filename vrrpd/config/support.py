@@ -10,33 +10,26 @@ block's keyword table lists them (``known_not_acted``).
 
 from __future__ import annotations
 
-_EMAIL = "vrrpd does not send e-mail alerts yet"
 _STRICT = ("only partly: authentication is dropped and accept mode turned off, but no firewall "
            "rules drop traffic to the VIPs")
 
 # block title -> keyword -> hint explaining what is missing (None: no hint)
 NOT_ACTED_YET: dict[str, dict[str, str | None]] = {
     "global_defs": {
-        "notification_email": _EMAIL, "notification_email_from": _EMAIL, "smtp_server": _EMAIL,
-        "smtp_connect_timeout": _EMAIL, "smtp_alert": _EMAIL, "smtp_alert_vrrp": _EMAIL,
-        "smtp_alert_checker": _EMAIL,
-        "router_id": "it only names this host in e-mail alerts, which vrrpd does not send yet",
         "vrrp_mcast_group4": None, "vrrp_skip_check_adv_addr": None,
         "vrrp_check_unicast_src": None, "enable_script_security": None,
-        "lvs_notify_fifo": None, "vrrp_strict": _STRICT,
+        "vrrp_strict": _STRICT,
         "default_interface": "it only applies to static_ipaddress, which vrrpd does not "
                              "implement",
     },
     "vrrp_instance": {
-        "smtp_alert": _EMAIL, "strict_mode": _STRICT, "no_accept": None,
+        "strict_mode": _STRICT, "no_accept": None,
         "skip_check_adv_addr": None,
     },
     "vrrp_sync_group": {
-        "smtp_alert": _EMAIL, "global_tracking": None, "sync_group_tracking_weight": None,
+        "global_tracking": None, "sync_group_tracking_weight": None,
     },
-    "virtual_server": {"smtp_alert": _EMAIL, "ha_suspend": None},
-    "real_server": {"smtp_alert": _EMAIL},
-    "SMTP_CHECK": {"host": None},
+    "virtual_server": {"ha_suspend": None},
     **{block: {"log_all_failures": None}
        for block in ("TCP_CHECK", "HTTP_GET", "SSL_GET", "DNS_CHECK", "UDP_CHECK", "PING_CHECK",
                      "MISC_CHECK")},

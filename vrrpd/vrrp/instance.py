@@ -105,18 +105,25 @@ class InstanceRuntime:
     effects: asyncio.Queue[Effect] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     garp_task: asyncio.Task[None] | None = None
+    vipset: bool = False  # the VIPs are on the interfaces (last AddVips/RemoveVips effect)
     _auth: bytes = field(init=False, repr=False)
     _addresses: tuple[IPv4Address, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.expect = expectations(self.inst)
-        peers = [str(p.address) for p in self.inst.unicast_peers]
-        self.dests = tuple(IPv4Address(d) for d in destinations(peers))
-        a = self.inst.authentication
-        self._auth = auth_data_for(int(a.auth_type), a.auth_pass)
-        self._addresses = advert_addresses(self.inst)
+        self.use_config(self.inst)
         if self.log is None:
             self.log = structlog.get_logger("vrrpd.vrrp").bind(instance=self.inst.name)
+
+    def use_config(self, inst: VrrpInstance) -> None:
+        """Take ``inst`` (same VRID and interface, e.g. after a reload) for what goes on the wire
+        and what received adverts must match: VIP list, auth, interval, unicast peers."""
+        self.inst = inst
+        self.expect = expectations(inst)
+        peers = [str(p.address) for p in inst.unicast_peers]
+        self.dests = tuple(IPv4Address(d) for d in destinations(peers))
+        a = inst.authentication
+        self._auth = auth_data_for(int(a.auth_type), a.auth_pass)
+        self._addresses = advert_addresses(inst)
 
     @property
     def name(self) -> str:

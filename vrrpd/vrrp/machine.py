@@ -34,6 +34,7 @@ from vrrpd.vrrp.machine_types import (
     MachineStats,
     MasterRxLowerPri,
     Notify,
+    Reconfigure,
     RemoveVips,
     SendAdvert,
     SendGarps,
@@ -66,6 +67,7 @@ __all__ = [
     "MachineStats",
     "MasterRxLowerPri",
     "Notify",
+    "Reconfigure",
     "RemoveVips",
     "SendAdvert",
     "SendGarps",
@@ -207,6 +209,8 @@ class Machine:
             case ClearFault():
                 self._forced_fault = False
                 return self._check_fault(event.reason, now)
+            case Reconfigure(config=config, reason=reason):
+                return self._on_reconfigure(config, reason, now)
         raise TypeError(f"not a machine event: {event!r}")
 
     # ---- event handlers ------------------------------------------------------------------
@@ -336,6 +340,40 @@ class Machine:
             self._priority = new_prio
         self._tracker_fault = event.fault
         return self._check_fault(event.reason or "tracker", now)
+
+    def _on_reconfigure(self, new: MachineConfig, reason: str, now: float) -> list[Action]:
+        old = self.config
+        if new == old:
+            return []
+        if new.vrid != old.vrid:
+            raise ValueError(f"reconfigure cannot change the VRID ({old.vrid} -> {new.vrid})")
+        old_mdi = self.master_down_interval
+        old_prio = self._priority
+        self.config = new
+        self._base = new.priority
+        self._priority = effective_priority(new.priority, self._delta)
+        changed = [f for f in MachineConfig.__dataclass_fields__
+                   if getattr(old, f) != getattr(new, f)]
+        self._log.info("reconfigured", reason=reason, changed=changed, state=self._state.value,
+                       old_priority=old_prio, priority=self._priority)
+        if self._state is State.BACKUP and self._down_at is not None:
+            self._down_at += self.master_down_interval - old_mdi
+        if self._state is State.MASTER:
+            if self._advert_at is not None and new.advert_int != old.advert_int:
+                self._advert_at = min(self._advert_at, now + new.advert_int)
+            if new.garp_master_refresh != old.garp_master_refresh:
+                self._refresh_at = (now + new.garp_master_refresh
+                                    if new.garp_master_refresh > 0 else None)
+        if not new.preempt_delay:
+            self._preempt_until = None
+        if self._wants_master and not new.coordinated:
+            self._wants_master = False
+            return self._go_master(f"{reason}: left its sync group while waiting for it", now)
+        return []
+
+    def bind_log(self, log: Logger) -> None:
+        """Use ``log`` from now on (the instance was renamed by a reload)."""
+        self._log = log
 
     def _check_fault(self, reason: str, now: float) -> list[Action]:
         faulted = self._tracker_fault or self._forced_fault

@@ -121,8 +121,20 @@ class ClearFault:
     reason: str = "sync group"
 
 
+@dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """A reload changed this instance's settings (same VRID and interface): ``config``
+    replaces the machine's.  No transition by itself: the new priority goes into the next
+    advert and the normal election rules (a running master-down timer moves by the change of
+    Master_Down_Interval, as for tracker weights); leaving a sync group while waiting for
+    ``GroupMaster`` becomes MASTER at once (the timer had already run out)."""
+
+    config: MachineConfig
+    reason: str = "reload"
+
+
 Event = (Start | Stop | Tick | AdvertReceived | AdvertRejected | TrackersChanged | GroupMaster
-         | ForceBackup | ForceFault | ClearFault)
+         | ForceBackup | ForceFault | ClearFault | Reconfigure)
 
 
 # ---- actions ------------------------------------------------------------------------------

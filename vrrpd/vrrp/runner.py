@@ -28,12 +28,13 @@ import structlog
 from healthcheck.process import ProcessRunner, run
 from vrrpd.config.model import Config, VrrpInstance
 from vrrpd.vrrp import machine as m
-from vrrpd.vrrp.addresses import AddressManager, LinkInfo, NetlinkAddressManager
+from vrrpd.vrrp.addresses import AddressManager, LinkInfo, NetlinkAddressManager, Vip
 from vrrpd.vrrp.garp import GarpSender, GarpTarget, PacketGarpSender
 from vrrpd.vrrp.instance import Effect, InstanceRuntime, machine_config, vips_of
 from vrrpd.vrrp.links import LinkCallback, LinkMonitor, NetlinkLinkMonitor
 from vrrpd.vrrp.notify import Notifier, NotifyCommands, NotifyFifo
 from vrrpd.vrrp.packet import Rejection, decode, peek_vrid
+from vrrpd.vrrp.reload_plan import ReloadPlan, plan_reload
 from vrrpd.vrrp.scripts import ScriptSpec, ScriptTracker
 from vrrpd.vrrp.sockets import PacketCallback, VrrpSocketPool
 from vrrpd.vrrp.syncgroup import SyncGroupCoordinator
@@ -61,11 +62,14 @@ class VrrpRunner:
         link_monitor: Callable[[LinkCallback], LinkMonitor] = NetlinkLinkMonitor,
         process_runner: ProcessRunner = run,
         on_state: Callable[[str, str], None] | None = None,
+        on_group_state: Callable[[str, str], None] | None = None,
     ) -> None:
         """``on_state(instance, "MASTER"|"BACKUP"|"FAULT"|"STOP")`` after every transition
-        (the LVS runner's ``vrrp_state_changed``, for lvs_sync_daemon)."""
+        (the LVS runner's ``vrrp_state_changed``, for lvs_sync_daemon);
+        ``on_group_state(sync_group, state)`` when a sync group's state changes (as notify)."""
         self.config = config
         self._on_state = on_state
+        self._on_group_state = on_group_state
         self._addresses = addresses
         self._pool_factory = socket_pool
         self._garp = garp_sender
@@ -87,6 +91,7 @@ class VrrpRunner:
         self._pool: Any = None
         self._links: LinkMonitor | None = None
         self._notifier: Notifier | None = None
+        self._reload_lock = asyncio.Lock()
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -127,10 +132,29 @@ class VrrpRunner:
         log.info("vrrp started", instances=sorted(self.instances),
                  sockets=sorted({rt.transport.ifname for rt in self.instances.values()}))
 
+    async def apply_config(self, config: Config) -> ReloadPlan:
+        """A reload (SIGHUP): diff against the running config (``reload_plan.plan_reload``,
+        keepalived's matching by interface + VRID) and apply it without flapping: unchanged
+        instances are untouched; changed ones keep their state (VIPs added/removed while
+        MASTER, GARPs for the added ones, new priority/interval/trackers in effect at once);
+        removed ones stop (priority 0 if MASTER); added ones start.  See ``runner_reload``."""
+        from vrrpd.vrrp.runner_reload import apply_plan
+
+        async with self._reload_lock:
+            plan = plan_reload(self.config, config)
+            if self._loop is None or not self._running:
+                self.config = config  # not started (or stopped): the next start uses it
+                return plan
+            await apply_plan(self, config, plan)
+            log.info("vrrp reloaded", **plan.summary())
+            return plan
+
     async def stop(self) -> None:
         """Priority 0 from every MASTER, VIPs removed, notify STOP, then release everything."""
         if self._loop is None:
             return
+        await self._reload_lock.acquire()  # never stop half-way through a reload
+        self._reload_lock.release()
         self._dispatch_all([(rt, m.Stop()) for rt in self.instances.values()])
         self._running = False
         for rt in self.instances.values():
@@ -190,20 +214,26 @@ class VrrpRunner:
         vips = vips_of(inst)
         if len(vips) < len(inst.virtual_ipaddresses) + len(inst.virtual_ipaddresses_excluded):
             ilog.warning("IPv6 virtual addresses ignored")
+        targets = await self._garp_targets(vips, link, links)
+        group = self.groups.get(inst.sync_group or "")
+        machine = m.Machine(machine_config(inst, IPv4Address(src), coordinated=group is not None),
+                            log=ilog)
+        transport = self._pool.get(inst.interface, link.index, join_multicast=join)
+        return InstanceRuntime(inst, machine, transport, IPv4Address(src), vips, targets,
+                               tracked_for(self.config, inst), NotifyCommands.from_config(inst),
+                               group=group, log=ilog)
+
+    async def _garp_targets(self, vips: tuple[Vip, ...], link: LinkInfo,
+                            links: dict[str, LinkInfo]) -> tuple[GarpTarget, ...]:
+        assert self._addresses is not None
         targets = []
         for vip in vips:
             dev = links.get(vip.dev) or link
             if vip.dev != dev.name:
                 with contextlib.suppress(LookupError):
-                    dev = await addresses.link(vip.dev)
+                    dev = await self._addresses.link(vip.dev)
             targets.append(GarpTarget(vip.dev, dev.mac, vip.address))
-        group = self.groups.get(inst.sync_group or "")
-        machine = m.Machine(machine_config(inst, IPv4Address(src), coordinated=group is not None),
-                            log=ilog)
-        transport = self._pool.get(inst.interface, link.index, join_multicast=join)
-        return InstanceRuntime(inst, machine, transport, IPv4Address(src), vips, tuple(targets),
-                               tracked_for(self.config, inst), NotifyCommands.from_config(inst),
-                               group=group, log=ilog)
+        return tuple(targets)
 
     def _start_trackers(self, links: dict[str, LinkInfo]) -> None:
         gd = self.config.global_defs
@@ -357,6 +387,11 @@ class VrrpRunner:
             cfg = self.config.vrrp_sync_groups[group.name]
             cmds = NotifyCommands.from_config(cfg)
             self._notifier.notify("GROUP", group.name, new.value, 0, cmds)
+        if new is not None and self._on_group_state is not None:
+            try:
+                self._on_group_state(group.name, new.value)
+            except Exception:
+                rt.log.exception("group state listener failed")
 
     def _spawn_command(self, rt: InstanceRuntime, argv: tuple[str, ...], user: str | None,
                        group: str | None) -> None:
@@ -402,6 +437,8 @@ class VrrpRunner:
                 rt.log.warning("stale VIP removed at start", vip=str(vip))
             if not res.ok:
                 rt.log.error("vip change failed", vip=str(vip), add=add, error=res.error)
+        if not stale:
+            rt.vipset = add
 
     def _send_garps(self, rt: InstanceRuntime, action: m.SendGarps) -> Any:
         if action.interval <= 0:

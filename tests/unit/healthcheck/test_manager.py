@@ -77,6 +77,8 @@ async def test_tcp_listener_stop_and_start_with_retry_timing() -> None:
     try:
         await mgr.start()
         assert [c[2] for c in rec.changes] == [up]  # reported before any probe
+        assert rec.fifo == ["VS [10.0.0.1]:tcp:80 UP"]  # started with quorum met
+        rec.fifo.clear()
         await asyncio.sleep(1.0)
         ok_times = [t for t, _, ok in rec.probes if ok]
         assert len(ok_times) >= 2

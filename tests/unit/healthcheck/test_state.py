@@ -203,6 +203,29 @@ def test_quorum_with_hysteresis_and_its_commands() -> None:
     assert fifo(actions)[-1] == f"VS {VIP} UP"
 
 
+def test_quorum_notifications_at_start() -> None:
+    # quorum met at start (4 >= 3 + 1): quorum_up runs and "VS ... UP" is written
+    core, _ = _quorum_core(quorum=3, hysteresis=1)
+    actions = core.start(0.0)
+    assert commands(actions) == [("quorum_up", ("/bin/qup",))]
+    assert fifo(actions) == [f"VS {VIP} UP"]
+    assert core.snapshot().virtual_servers[0].quorum_up
+    # 4 < 4 + 1: starts with quorum down; without a sorry server nothing is notified
+    core, _ = _quorum_core(quorum=4, hysteresis=1)
+    actions = core.start(0.0)
+    assert commands(actions) == [] and fifo(actions) == []
+    assert not core.snapshot().virtual_servers[0].quorum_up
+    # ... with one, quorum_down runs and the sorry server is brought in
+    sorry = SorryServerSpec(address=ip_address("192.168.9.9"), port=8080)
+    core, _ = _quorum_core(quorum=4, hysteresis=1, sorry_server=sorry)
+    actions = core.start(0.0)
+    assert commands(actions) == [("quorum_down", ("/bin/qdown", "x"))]
+    assert fifo(actions) == [f"VS {VIP} DOWN"]
+    assert weights(actions) == [{key("192.168.9.9", 8080): 1}]
+    # no real server notifications at start
+    assert not [a for a in actions if isinstance(a, RunCommand) and a.reason.startswith("notify")]
+
+
 def test_sorry_server_replaces_the_pool_while_quorum_is_lost() -> None:
     sorry = SorryServerSpec(address=ip_address("192.168.9.9"), port=8080)
     core, checks = _quorum_core(quorum=3, sorry_server=sorry)

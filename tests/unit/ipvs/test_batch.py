@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvs import netlink as nl
-from ipvs.batch import encode, error_for, op_payload
+from ipvs.batch import BatchSender, encode, error_for, op_payload
 from ipvs.errors import Exists, IPVSError, NotFound
 from ipvs.model import (
     Destination,
@@ -18,6 +19,9 @@ from ipvs.model import (
     Protocol,
     Service,
     ServiceKey,
+    SyncDaemon,
+    SyncState,
+    Timeouts,
     TunnelType,
 )
 from ipvs.reconcile import (
@@ -30,6 +34,7 @@ from ipvs.reconcile import (
     Flush,
     Op,
 )
+from ipvs.wire import daemon_attr, daemon_state_attr, timeouts_attrs
 
 v4 = st.builds(IPv4Address, st.integers(1, 2**32 - 1))
 v6 = st.builds(IPv6Address, st.integers(1, 2**128 - 1))
@@ -124,3 +129,57 @@ def test_kernel_errors_map_to_the_client_exceptions() -> None:
     assert isinstance(error_for(17, AddService(Service(k))), Exists)
     err = error_for(22, AddService(Service(k)))
     assert type(err) is IPVSError and err.errno == 22 and "Invalid argument" in str(err)
+
+
+daemons = st.builds(
+    SyncDaemon, state=st.sampled_from(list(SyncState)),
+    mcast_ifn=st.text("abcdefgh0123456789", min_size=1, max_size=15),
+    sync_id=st.integers(0, 2**32 - 1), sync_maxlen=st.integers(0, 65535),
+    mcast_group=st.one_of(st.none(), v4, v6), mcast_port=st.integers(0, 65535),
+    mcast_ttl=st.integers(0, 255))
+
+
+@settings(max_examples=200, deadline=None)
+@given(daemons)
+def test_daemon_attributes_are_byte_identical_to_pyroute2(daemon: SyncDaemon) -> None:
+    msg = nl.request(nl.Cmd.NEW_DAEMON, [("IPVS_CMD_ATTR_DAEMON",
+                                          {"attrs": nl.daemon_attrs(daemon)})])
+    msg.encode()
+    assert bytes(msg.data)[20:] == daemon_attr(daemon)
+    msg = nl.request(nl.Cmd.DEL_DAEMON, [("IPVS_CMD_ATTR_DAEMON", {"attrs": [
+        ("IPVS_DAEMON_ATTR_STATE", int(daemon.state))]})])
+    msg.encode()
+    assert bytes(msg.data)[20:] == daemon_state_attr(daemon.state)
+
+
+@given(st.builds(Timeouts, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                 st.integers(0, 2**32 - 1)))
+def test_timeout_attributes_are_byte_identical_to_pyroute2(timeouts: Timeouts) -> None:
+    msg = nl.request(nl.Cmd.SET_CONFIG, nl.timeout_attrs(timeouts))
+    msg.encode()
+    assert bytes(msg.data)[20:] == timeouts_attrs(timeouts)
+
+
+def test_only_the_last_message_of_a_datagram_asks_for_an_ack() -> None:
+    k = ServiceKey(socket.AF_INET, Protocol.TCP, IPv4Address("10.0.0.1"), 80)
+    sender = BatchSender()
+    sent: list[bytes] = []
+    sender._send = sent.append  # type: ignore[method-assign]
+    sender._family = 30
+
+    async def no_answer() -> memoryview:
+        seq = sender._seq  # the kernel's ack of the last message, then nothing else
+        return memoryview(struct.pack("=IHHIIi", 20, 2, 0, seq, 0, 0))
+
+    sender._recv = no_answer  # type: ignore[method-assign]
+    sender._sock = object()  # type: ignore[assignment]
+    ops = [AddService(Service(k))] + [AddDest(k, Destination(DestKey(IPv4Address(f"10.1.0.{i}"),
+                                                                       80))) for i in range(1, 6)]
+    assert asyncio.run(sender.run(ops)) == [None] * 6
+    (datagram,) = sent
+    flags, pos = [], 0
+    while pos < len(datagram):
+        length, _family, flag = struct.unpack_from("=IHH", datagram, pos)
+        flags.append(flag)
+        pos += length
+    assert flags == [1, 1, 1, 1, 1, 5]

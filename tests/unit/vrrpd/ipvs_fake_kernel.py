@@ -14,6 +14,7 @@ from ipvs.errors import Exists, IPVSError, NotFound
 from ipvs.model import (
     Destination,
     DestKey,
+    ObservedDestination,
     ObservedService,
     Service,
     ServiceKey,
@@ -50,7 +51,7 @@ class FakeKernel:
             q.append(exc or IPVSError("injected failure", operation=method))
 
     def writes(self) -> list[tuple[str, tuple[Any, ...]]]:
-        return [c for c in self.calls if c[0] != "dump_services"]
+        return [c for c in self.calls if c[0] not in ("dump_services", "dump_dests")]
 
     def reset_calls(self) -> None:
         self.calls.clear()
@@ -79,6 +80,12 @@ class FakeKernel:
     async def dump_services(self) -> list[ObservedService]:
         self._call("dump_services")
         return list(self.table.values())
+
+    async def dump_dests(self, key: ServiceKey) -> list[ObservedDestination]:
+        self._call("dump_dests", key)
+        if key not in self.table:
+            raise NotFound("no such service", operation="dump_dests")
+        return list(self.table[key].dests)
 
     async def new_service(self, service: Service) -> None:
         self._call("new_service", service)

@@ -26,6 +26,8 @@ class Site:
     framing: str = "length"  # "length" | "close" | "chunked"
     requests: list[str] = field(default_factory=list)
     sni: list[str | None] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+    bodies: dict[str, bytes] = field(default_factory=dict)  # path -> body (else ``body``)
     port: int = 0
 
 
@@ -34,9 +36,11 @@ async def _serve(site: Site, ssl_ctx: ssl.SSLContext | None) -> asyncio.Server:
         try:
             head = await r.readuntil(b"\r\n\r\n")
             site.requests.append(head.decode())
+            site.peers.append(w.get_extra_info("peername")[0])
+            body = site.bodies.get(head.split()[1].decode(), site.body)
             hdr = f"HTTP/1.1 {site.status} X\r\nServer: test\r\n"
             if site.framing == "length":
-                w.write(f"{hdr}Content-Length: {len(site.body)}\r\n\r\n".encode() + site.body)
+                w.write(f"{hdr}Content-Length: {len(body)}\r\n\r\n".encode() + body)
             elif site.framing == "chunked":
                 w.write(f"{hdr}Transfer-Encoding: chunked\r\n\r\n".encode())
                 for i in range(0, len(site.body), 3):
@@ -197,6 +201,68 @@ async def test_regex_and_regex_no_match(site: Site) -> None:
     site.body = b"<html>status: draining</html>"
     res = await http.probe(_spec(site.port, UrlSpec(regex=r"status: (ready|ok)")))
     assert not res.ok and res.detail == "/: regex 'status: (ready|ok)' not matched"
+
+
+async def test_every_url_is_checked_with_its_own_path_digest_and_codes(site: Site) -> None:
+    site.bodies = {"/a": b"alpha", "/b": b"beta"}
+    spec = _spec(site.port, UrlSpec(path="/a", digest=md5(b"alpha")),
+                 UrlSpec(path="/b", digest=md5(b"beta"), status_codes=((200, 200),)),
+                 UrlSpec(path="/c", regex="^gamma$"))
+    site.bodies["/c"] = b"gamma"
+    res = await http.probe(spec)
+    assert res.ok and res.detail == "3 url(s) ok"
+    assert [r.split()[1] for r in site.requests] == ["/a", "/b", "/c"]
+    # only the second url's body changes: the checker fails on it
+    site.bodies["/b"] = b"beta v2"
+    res = await http.probe(spec)
+    assert not res.ok and res.detail.startswith("/b: digest ")
+    # the last url's regex stops matching
+    site.bodies["/b"] = b"beta"
+    site.bodies["/c"] = b"gamma!"
+    res = await http.probe(spec)
+    assert not res.ok and res.detail == "/c: regex '^gamma$' not matched"
+
+
+async def test_http_protocol_1_1_and_connect_options(site: Site) -> None:
+    # connect_ip/connect_port are what the probe connects to, bindto its source address
+    spec = _spec(site.port, http_protocol="1.1", bindto=ip_address("127.0.0.44"))
+    assert (await http.probe(spec)).ok
+    head = site.requests[-1]
+    assert head.startswith("GET / HTTP/1.1\r\n") and "Connection: close\r\n" in head
+    assert f"Host: 127.0.0.4:{site.port}\r\n" in head  # non-default port in Host
+    assert site.peers[-1] == "127.0.0.44"
+    spec = _spec(site.port, http_protocol="1.0")
+    assert (await http.probe(spec)).ok
+    assert site.requests[-1].startswith("GET / HTTP/1.0\r\n")
+    assert "Connection:" not in site.requests[-1]
+    assert site.peers[-1] != "127.0.0.44"  # no bindto: the kernel picks the source
+    # another port on the same address: refused
+    res = await http.probe(_spec(1))
+    assert not res.ok and res.detail == "/: Connection refused"
+
+
+async def test_regex_options_and_offsets(site: Site) -> None:
+    site.body = b"HEADER\nStatus: READY\n"
+
+    async def ok(**kw: object) -> bool:
+        return (await http.probe(_spec(site.port, UrlSpec(**kw)))).ok  # type: ignore[arg-type]
+
+    assert not await ok(regex="status: ready")
+    assert await ok(regex="status: ready", regex_options=("caseless",))
+    assert not await ok(regex="^Status", regex_options=())
+    assert await ok(regex="^Status", regex_options=("multiline",))
+    assert await ok(regex="HEADER.Status", regex_options=("dotall",))
+    assert await ok(regex="Status: \\s READY  # comment", regex_options=("extended",))
+    # firstline: the match must start in the first line
+    assert not await ok(regex="Status", regex_options=("firstline",))
+    assert await ok(regex="HEAD", regex_options=("firstline",))
+    # offsets: searched from min_offset; a match must start by max_offset
+    assert await ok(regex="Status", regex_min_offset=7, regex_max_offset=7)
+    assert not await ok(regex="Status", regex_max_offset=6)
+    assert not await ok(regex="HEADER", regex_min_offset=1)
+    site.body = "état: prêt".encode()
+    assert await ok(regex="^état: prêt$", regex_options=("utf",))
+    assert not await ok(regex="^état: prêt$")  # latin-1 decoding by default
 
 
 def test_build_request_and_parse_response() -> None:

@@ -168,3 +168,33 @@ async def test_engine_many_connects_refusals_and_timeouts() -> None:
         lsock.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_engine_harvest_and_precomputed_target() -> None:
+    """``harvest()`` delivers local connects that completed within ``connect()`` in the same
+    callback (no extra loop iteration); ``target`` skips the per-probe address conversion."""
+    loop = asyncio.get_running_loop()
+    got: list[tuple[int, bool, str]] = []
+    engine = tcp.TcpEngine(loop)
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.2", 0, backlog=256)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        spec_ok, spec_closed = _spec(port), _spec(1)
+        assert tcp.target(spec_ok) == (socket.AF_INET, ("127.0.0.2", port))
+        assert tcp.target(_spec(port, bind_port=40000)) is None  # source options: no shortcut
+        for i in range(20):
+            engine.start(spec_ok, lambda i, r: got.append((i, r.ok, r.detail)), i,
+                         tcp.target(spec_ok))
+        engine.start(spec_closed, lambda i, r: got.append((i, r.ok, r.detail)), 99,
+                     tcp.target(spec_closed))
+        engine.harvest()  # no await: completed handshakes are delivered right here
+        early = list(got)  # (usually all of them on loopback; the rest come from the loop)
+        await asyncio.sleep(0.3)
+        assert got[:len(early)] == early
+        assert sorted(got) == [(i, True, "connected") for i in range(20)] + [
+            (99, False, "connect failed: Connection refused")]
+        assert len(engine) == 0
+    finally:
+        engine.close()
+        server.close()
+        await server.wait_closed()

@@ -206,7 +206,7 @@ def test_persistence_quorum_sorry_and_flags() -> None:
         virtualhost www.example.com
         smtp_alert
     """)
-    assert unacted(result) == ({"ha_suspend", "smtp_alert"}, [])
+    assert unacted(result) == ({"ha_suspend"}, [])
     assert v.persistence_timeout == 360 and v.persistence_granularity == 24
     assert (v.quorum, v.hysteresis) == (3, 1)
     assert v.quorum_up is not None and v.quorum_up.argv == ("/bin/up", "VS")

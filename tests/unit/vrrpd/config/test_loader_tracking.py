@@ -139,7 +139,7 @@ def test_sync_group_members_notify_and_tracking() -> None:
           }
         }
     """)
-    assert unacted(LoadResult(config, diags)) == ({"smtp_alert"}, [])
+    assert unacted(LoadResult(config, diags)) == (set(), [])
     g = config.vrrp_sync_groups["G1"]
     assert g.members == ("VI_1", "VI_2")
     assert g.notify_master is not None and g.notify_master.argv == ("/bin/notify", "master")
