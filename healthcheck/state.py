@@ -10,6 +10,8 @@ keepalived's semantics:
   more times ``delay_before_retry`` apart, and only the last failure takes it down; one success
   brings it up; otherwise checks run ``delay_loop`` after the previous one ended;
 - identical specs are one checker: one probe, its result fanned out to every real server using it;
+- FILE_CHECKs the driver watches (``set_on_demand``) are probed at start and on ``trigger``
+  (inotify reported a change), not on a timer;
 - a real server is alive while all of its checkers are up; its weight is its configured weight
   plus the deltas of dynamic checkers (misc_dynamic: ``exit - 2 - weight``; FILE_CHECK: ``w``);
 - desired IPVS entries: an alive server at its weight, a dead one absent (0 with

@@ -9,7 +9,7 @@ over ``--seconds`` of steady state (after the daemon's first advert + a warmup o
 - storm: + ``--checks`` TCP_CHECKs (delay_loop 6, connect_timeout 3) against a listener in the
   master namespace (127.1.x.y:18080, 100 real servers per virtual server); the listener counts
   accepted connections, so the probe rate shows the storm really ran;
-- hung: + 10 MISC_CHECKs running ``sleep 1000000`` with misc_timeout 4000 (keepalived caps it at 4294 s).
+- hung: + 10 MISC_CHECKs running ``sleep 1000000``, misc_timeout 4000 (keepalived's cap: 4294 s).
 Daemons: ``vrrpd`` (default process model: parent + VRRP child + checker child when the config
 has both), ``vrrpd-single`` (``--single-process``), ``keepalived`` 2.2.7 (whole daemon).
 

@@ -8,8 +8,8 @@ after the other); its output is echoed to stderr as it comes, prefixed ``[name]`
 non-zero, times out or prints no BENCH line, and a figure with an ``error`` or a missing side,
 is a FAILED row with the reason; then the exit status is 1.  ``--out FILE`` also writes the
 table as Markdown (``FILE`` with suffix ``.md``) and JSON (suffix ``.json``).
-Ratio = vrrpd / keepalived (for times, < 1 = vrrpd faster).  The machine is shared: figures
-are noisy; compare ratios, not absolute numbers, and rerun a surprising one.
+Ratio = vrrpd / keepalived (for times, < 1 = vrrpd faster; n/a for a figure <= 0).  The
+machine is shared: figures are noisy; compare ratios, not absolute numbers, rerun a surprise.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ class Row:
     def ratio(self) -> float | None:
         if self.failed or self.vrrpd is None or self.keepalived is None:
             return None
-        if abs(self.keepalived) < 1e-12:
-            return None
+        if self.keepalived <= 1e-12 or self.vrrpd < 0:
+            return None  # a ratio of signed or zero figures (e.g. a lateness of -0.1 ms) is noise
         return self.vrrpd / self.keepalived
 
 
@@ -196,7 +196,7 @@ def format_table(rows: Sequence[Row]) -> str:
                               c[2].rjust(widths[2]), c[3].rjust(widths[3]), c[4]]).rstrip())
         if c is HEADER:
             out.append("-" * (sum(widths) + 2 * len(widths) + len(HEADER[-1])))
-    notes = [f"  {r.bench}: {r.figure}: {r.note}" for r in rows if r.note]
+    notes = list(dict.fromkeys(f"  {r.bench}: {r.note}" for r in rows if r.note))
     if notes:
         out += ["notes:", *notes]
     return "\n".join(out)

@@ -42,6 +42,8 @@ def test_missing_side_or_zero_baseline() -> None:
     assert row.failed and row.reason == "no keepalived figure"
     zero = Row("b", "f", "ms", 0.5, 0.0)
     assert not zero.failed and zero.ratio is None
+    assert Row("b", "f", "ms", -0.2, 1.0).ratio is None  # signed lateness: no ratio
+    assert Row("b", "f", "ms", 0.0, 2.0).ratio == 0.0
 
 
 def test_collect_adds_a_failed_row_for_a_failing_script() -> None:
@@ -66,7 +68,7 @@ def test_table_and_markdown() -> None:
     assert parse.split()[-4:] == ["ms", "50.0", "200", "0.25x"]
     assert "400 (scapy)" in table and "0.05x" in table
     assert "FAILED: keepalived skipped: no IPVS" in table
-    assert "b: codec: scapy only dissects" in table
+    assert "  b: scapy only dissects" in table.split("notes:")[1]
     md = format_markdown(rows)
     assert "| b: parse (wall) | ms | 50.0 | 200 | 0.25x |  |" in md
 

@@ -36,6 +36,7 @@ from vrrpd.config.schema import (
     command,
     deprecated,
     flag,
+    ignored,
     not_acted,
     text,
     value,
@@ -46,6 +47,8 @@ from vrrpd.config.values import Invalid, choice, hex_bytes, int_range, ip_addr, 
 INHERITED = ("connect_timeout", "retry", "delay_before_retry", "warmup", "delay_loop", "alpha")
 
 _TIMER = seconds(0, 1e6)
+NB_GET_RETRY_IGNORED = ("is ignored here, as keepalived 2.2.7 ignores it (it knows it only in "
+                        "HTTP_GET/SSL_GET): retry keeps its default; did you mean 'retry'?")
 _POS_TIMER = seconds(0, 1e6, allow_zero=False)
 
 CONNECTION: dict[str, Handler] = {
@@ -60,8 +63,9 @@ CONNECTION: dict[str, Handler] = {
 
 TIMERS: dict[str, Handler] = {
     "retry": value("retry", int_range(0, 2**31 - 1)),
-    "nb_get_retry": deprecated(value("retry", int_range(0, 2**31 - 1)),
-                               "use 'retry' (keepalived 2.x no longer knows nb_get_retry)"),
+    # keepalived 2.2.7 knows nb_get_retry only in HTTP_GET/SSL_GET; elsewhere it is an unknown
+    # keyword and retry keeps its default. Ignored the same way, so a mixed pair agrees.
+    "nb_get_retry": ignored(NB_GET_RETRY_IGNORED),
     "delay_before_retry": value("delay_before_retry", _TIMER),
     "warmup": value("warmup", _TIMER),
     "delay_loop": value("delay_loop", _POS_TIMER),
@@ -155,7 +159,7 @@ HTTP = Block("HTTP_GET", {
     "virtualhost": value("virtualhost", word),
     "fast_recovery": flag("fast_recovery"),
     "enable_sni": flag("enable_sni"),
-    "nb_get_retry": TIMERS["nb_get_retry"],
+    "nb_get_retry": deprecated(value("retry", int_range(0, 2**31 - 1)), "use 'retry'"),
 })
 
 TCP = Block("TCP_CHECK", COMMON)

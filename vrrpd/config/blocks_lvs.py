@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, ip_network
 from typing import Any
 
-from vrrpd.config.blocks_checkers import CHECKER_BLOCKS, build_checker, load_checker
+from vrrpd.config.blocks_checkers import (
+    CHECKER_BLOCKS,
+    NB_GET_RETRY_IGNORED,
+    build_checker,
+    load_checker,
+)
 from vrrpd.config.model import GlobalDefs
 from vrrpd.config.model_lvs import (
     LvsMethod,
@@ -29,7 +34,6 @@ from vrrpd.config.schema import (
     Handler,
     Values,
     command,
-    deprecated,
     flag,
     ignored,
     not_acted,
@@ -162,7 +166,7 @@ _SHARED: dict[str, Handler] = {
     "delay_loop": value("delay_loop", _POS_TIMER),
     "connect_timeout": value("connect_timeout", _CONNECT_TIMEOUT),
     "retry": value("retry", _RETRY),
-    "nb_get_retry": deprecated(value("retry", _RETRY), "use 'retry'"),
+    "nb_get_retry": ignored(NB_GET_RETRY_IGNORED),  # unknown to keepalived 2.2.7 here
     "delay_before_retry": value("delay_before_retry", _TIMER),
     "warmup": value("warmup", _TIMER),
     "snmp_name": not_acted(),

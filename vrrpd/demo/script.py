@@ -220,7 +220,8 @@ def run_rs_stop(rep: Reporter, opts: Options, topo: Topology, worker: NetnsWorke
     streamed: list[Answer] = load.stop()
     result.refused_while_detecting = sum(1 for a in streamed if not a.ok)
     rep.step(f"{rs1.ip}:{PORT} left the pool {result.detect_seconds:.1f} s after the stop "
-             f"(TCP_CHECK: delay_loop 6, nb_get_retry 3, delay_before_retry 3); "
+             f"(TCP_CHECK: delay_loop 6, connect_timeout 3; the seed's nb_get_retry 3 is "
+             f"ignored, as keepalived 2.2.7 ignores it); "
              f"{result.refused_while_detecting} requests refused meanwhile")
     rep.detail(f"ipvsadm -L -n   # on {d2.name}\n" + topo.ipvsadm(d2))
     answers = worker.call(burst, VIP, PORT, 10, 2.0, timeout=60 * opts.slow)

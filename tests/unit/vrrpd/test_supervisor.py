@@ -1,6 +1,6 @@
-"""The supervisor's pure parts: backoff, child command lines, isolation decision, notify
-parsing, status merge; the sync-daemon driver and the -C LvsRunner flag against the fake
-kernel; the supervisor's respawn/stop behaviour with a tiny stand-in child program."""
+"""The supervisor's pure parts (``vrrpd.supervisor_parts``): backoff, child command lines,
+isolation decision, notify parsing; the status merge (``control.merge_documents``); the
+supervisor's respawn/stop behaviour with a tiny stand-in child program."""
 
 from __future__ import annotations
 
@@ -14,13 +14,9 @@ from typing import Any
 
 import pytest
 
-from ipvs.model import SyncState
-from tests.unit.vrrpd.ipvs_fake_kernel import FakeKernel
 from vrrpd.cli import build_parser
 from vrrpd.config.loader import load_text
 from vrrpd.control import merge_documents
-from vrrpd.lvs import LvsRunner
-from vrrpd.lvs_syncd import SyncDaemonDriver, sync_daemon_for
 from vrrpd.supervisor_parts import (
     ENV_PARENT,
     ENV_ROLE,
@@ -51,7 +47,6 @@ virtual_server 10.0.0.100 80 {
     real_server 10.0.0.5 80 { weight 1 }
 }
 """
-SYNCD = "global_defs {\n    lvs_sync_daemon eth0 VI_1\n}\n"
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -164,52 +159,6 @@ def test_merge_takes_instances_from_vrrp_and_servers_from_check() -> None:
     alone = merge_documents({"pid": 1}, {"vrrp": vrrp}, procs, now=30.0)
     assert alone["virtual_servers"] == [] and alone["lvs"] is None
     assert alone["daemon"]["parts"] == ["vrrp"]
-
-
-# ---- sync daemon driver ----------------------------------------------------------------------
-
-
-async def test_sync_daemon_driver_follows_its_instance() -> None:
-    config = load_text(SYNCD + VRRP).config
-    kernel = FakeKernel()
-    driver = SyncDaemonDriver(config, client_factory=lambda: kernel)
-    await driver.start()
-    assert set(kernel.daemons) == {SyncState.BACKUP}
-    assert kernel.daemons[SyncState.BACKUP].sync_id == 51  # the instance's VRID
-    driver.vrrp_state_changed("OTHER", "MASTER")
-    driver.vrrp_state_changed("VI_1", "MASTER")
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert set(kernel.daemons) == {SyncState.MASTER}
-    driver.vrrp_state_changed("VI_1", "BACKUP")
-    await driver.stop()
-    assert kernel.daemons == {}
-    assert kernel.closed == 1 and driver.failures == 0
-
-
-async def test_sync_daemon_driver_survives_a_kernel_without_ipvs() -> None:
-    class NoIpvs(FakeKernel):
-        async def open(self) -> None:
-            raise OSError("no IPVS")
-
-    driver = SyncDaemonDriver(load_text(SYNCD + VRRP).config, client_factory=NoIpvs)
-    await driver.start()
-    driver.vrrp_state_changed("VI_1", "MASTER")
-    await driver.stop()
-    assert driver.failures == 1 and driver.state is None
-    assert sync_daemon_for(load_text(VRRP).config, SyncState.MASTER) is None
-
-
-async def test_checker_process_leaves_the_sync_daemon_alone() -> None:
-    config = load_text(SYNCD + VRRP + VS).config
-    kernel = FakeKernel()
-    runner = LvsRunner(config, client_factory=lambda: kernel, checker_manager=None,
-                       drive_sync_daemon=False)
-    await runner.start()
-    runner.vrrp_state_changed("VI_1", "MASTER")
-    await asyncio.sleep(0)
-    await runner.stop()
-    assert not [c for c in kernel.calls if "daemon" in c[0]]
 
 
 # ---- the supervisor with stand-in children ---------------------------------------------------

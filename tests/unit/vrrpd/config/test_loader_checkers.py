@@ -62,7 +62,9 @@ def test_tcp_check_defaults() -> None:
     assert not c.alpha
 
 
-def test_seed_tcp_check_with_deprecated_nb_get_retry() -> None:
+def test_seed_tcp_check_nb_get_retry_is_ignored_as_keepalived_ignores_it() -> None:
+    """keepalived 2.2.7: 'Unknown keyword nb_get_retry' in TCP_CHECK (and every checker but
+    HTTP_GET/SSL_GET), so retry keeps its default 1; a mixed pair must detect on one schedule."""
     (c,), result = checkers("""
         weight 1
         TCP_CHECK {
@@ -74,10 +76,18 @@ def test_seed_tcp_check_with_deprecated_nb_get_retry() -> None:
     """, vs_body="delay_loop 6\n")
     assert isinstance(c, TcpCheck)
     assert (c.connect_timeout, c.retry, c.delay_before_retry, c.connect_port, c.delay_loop) == \
-        (3.0, 3, 3.0, 8066, 6.0)
+        (3.0, 1, 3.0, 8066, 6.0)
     (d,) = result.diagnostics
-    assert d.severity is Severity.WARNING and "'nb_get_retry' is deprecated" in d.message
+    assert d.severity is Severity.WARNING and "'nb_get_retry' is ignored" in d.message
+    assert "did you mean 'retry'" in d.message
     assert (d.pos.line, d.pos.col) == (9, 3)
+
+
+def test_http_get_nb_get_retry_is_a_deprecated_retry() -> None:
+    (c,), result = checkers("HTTP_GET {\n url {\n  path /\n }\n nb_get_retry 4\n}\n")
+    assert c.retry == 4
+    (d,) = result.diagnostics
+    assert "'nb_get_retry' is deprecated" in d.message
 
 
 def test_connection_options() -> None:

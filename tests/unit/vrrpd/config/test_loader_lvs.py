@@ -291,11 +291,11 @@ def test_real_server_family_must_match_unless_tunnelled() -> None:
     assert (d.pos.line, d.pos.col) == (3, 1)
 
 
-def test_nb_get_retry_alias_on_servers_is_deprecated() -> None:
+def test_nb_get_retry_on_servers_is_ignored_as_keepalived_2_2_7_ignores_it() -> None:
     v, result = vs("protocol TCP\nnb_get_retry 4\nreal_server 10.0.0.5 80 {\n}\n")
-    assert v.retry == 4 and v.real_servers[0].retry == 4
+    assert v.retry is None and v.real_servers[0].retry is None
     (d,) = result.diagnostics
-    assert d.severity is Severity.WARNING and "deprecated" in d.message
+    assert d.severity is Severity.WARNING and "ignored" in d.message
 
 
 def test_unknown_real_server_keyword_suggests() -> None:

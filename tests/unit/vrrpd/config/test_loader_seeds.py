@@ -233,10 +233,10 @@ def test_seed_000_lvs_dr_mycat_master() -> None:
         (chk,) = rs.checkers
         assert isinstance(chk, TcpCheck)
         assert (chk.connect_timeout, chk.retry, chk.delay_before_retry, chk.connect_port,
-                chk.delay_loop) == (3.0, 3, 3.0, 8066, 6.0)
+                chk.delay_loop) == (3.0, 1, 3.0, 8066, 6.0)  # nb_get_retry ignored, as 2.2.7
     msgs = warnings(result)
     assert sum("'nat_mask' is deprecated" in m for m in msgs) == 1
-    assert sum("'nb_get_retry' is deprecated" in m for m in msgs) == 2
+    assert sum("'nb_get_retry' is ignored" in m for m in msgs) == 2
 
 
 def test_seed_001_vrrp_script_haproxy() -> None:
@@ -271,7 +271,7 @@ def test_seed_002_mysql_nopreempt_wrr() -> None:
     assert rs.weight == 3 and rs.notify_down is not None
     assert rs.notify_down.argv == ("/home/shell/closekeepalived.sh",)
     (chk,) = rs.checkers
-    assert (chk.connect_timeout, chk.retry, chk.connect_port) == (10.0, 3, 3306)
+    assert (chk.connect_timeout, chk.retry, chk.connect_port) == (10.0, 1, 3306)
 
 
 def test_seed_003_wlc_web_backup() -> None:
@@ -282,7 +282,7 @@ def test_seed_003_wlc_web_backup() -> None:
     (vs,) = result.config.virtual_servers
     assert vs.address == IPv4Address("10.0.7.247") and vs.scheduler is Scheduler.WLC
     assert [(rs.weight, rs.checkers[0].retry, rs.checkers[0].delay_before_retry)
-            for rs in vs.real_servers] == [(60, 3, 1.0), (40, 3, 1.0)]
+            for rs in vs.real_servers] == [(60, 1, 1.0), (40, 1, 1.0)]
 
 
 ETC_CONFS = sorted((REPO / "etc").glob("**/*.conf")) if (REPO / "etc").is_dir() else []

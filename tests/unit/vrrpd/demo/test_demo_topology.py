@@ -31,7 +31,7 @@ def test_derived_config_keeps_the_seed_and_adapts_interface(seed: str, state: st
     for rs in reals.values():
         (check,) = rs.checkers
         assert check.kind == "TCP_CHECK"
-        assert (check.connect_port, check.connect_timeout, check.retry) == (8066, 3.0, 3)
+        assert (check.connect_port, check.connect_timeout, check.retry) == (8066, 3.0, 1)  # nb_get_retry ignored (2.2.7)
 
 
 def test_persistence_kept_on_request() -> None:

@@ -1,0 +1,75 @@
+"""The lvs_sync_daemon driver of the VRRP process (``vrrpd.lvs_syncd``) and the ``-C``
+LvsRunner that leaves the sync daemon alone, against the recording fake kernel."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ipvs.model import SyncState
+from tests.unit.vrrpd.ipvs_fake_kernel import FakeKernel
+from vrrpd.config.loader import load_text
+from vrrpd.lvs import LvsRunner
+from vrrpd.lvs_syncd import SyncDaemonDriver, sync_daemon_for
+
+SYNCD = "global_defs {\n    lvs_sync_daemon eth0 VI_1\n}\n"
+VRRP = """
+vrrp_instance VI_1 {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress { 10.0.0.100 }
+}
+"""
+VS = """
+virtual_server 10.0.0.100 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind DR
+    real_server 10.0.0.5 80 { weight 1 }
+}
+"""
+
+
+
+async def test_sync_daemon_driver_follows_its_instance() -> None:
+    config = load_text(SYNCD + VRRP).config
+    kernel = FakeKernel()
+    driver = SyncDaemonDriver(config, client_factory=lambda: kernel)
+    await driver.start()
+    assert set(kernel.daemons) == {SyncState.BACKUP}
+    assert kernel.daemons[SyncState.BACKUP].sync_id == 51  # the instance's VRID
+    driver.vrrp_state_changed("OTHER", "MASTER")
+    driver.vrrp_state_changed("VI_1", "MASTER")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert set(kernel.daemons) == {SyncState.MASTER}
+    driver.vrrp_state_changed("VI_1", "BACKUP")
+    await driver.stop()
+    assert kernel.daemons == {}
+    assert kernel.closed == 1 and driver.failures == 0
+
+
+async def test_sync_daemon_driver_survives_a_kernel_without_ipvs() -> None:
+    class NoIpvs(FakeKernel):
+        async def open(self) -> None:
+            raise OSError("no IPVS")
+
+    driver = SyncDaemonDriver(load_text(SYNCD + VRRP).config, client_factory=NoIpvs)
+    await driver.start()
+    driver.vrrp_state_changed("VI_1", "MASTER")
+    await driver.stop()
+    assert driver.failures == 1 and driver.state is None
+    assert sync_daemon_for(load_text(VRRP).config, SyncState.MASTER) is None
+
+
+async def test_checker_process_leaves_the_sync_daemon_alone() -> None:
+    config = load_text(SYNCD + VRRP + VS).config
+    kernel = FakeKernel()
+    runner = LvsRunner(config, client_factory=lambda: kernel, checker_manager=None,
+                       drive_sync_daemon=False)
+    await runner.start()
+    runner.vrrp_state_changed("VI_1", "MASTER")
+    await asyncio.sleep(0)
+    await runner.stop()
+    assert not [c for c in kernel.calls if "daemon" in c[0]]
