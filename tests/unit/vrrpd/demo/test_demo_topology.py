@@ -31,7 +31,8 @@ def test_derived_config_keeps_the_seed_and_adapts_interface(seed: str, state: st
     for rs in reals.values():
         (check,) = rs.checkers
         assert check.kind == "TCP_CHECK"
-        assert (check.connect_port, check.connect_timeout, check.retry) == (8066, 3.0, 1)  # nb_get_retry ignored (2.2.7)
+        # the seed's nb_get_retry 3 is ignored, as keepalived 2.2.7 ignores it in TCP_CHECK
+        assert (check.connect_port, check.connect_timeout, check.retry) == (8066, 3.0, 1)
 
 
 def test_persistence_kept_on_request() -> None:
