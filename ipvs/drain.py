@@ -69,3 +69,19 @@ def with_drains(
         if extra:
             out[key] = replace(want, dests=want.dests + tuple(extra))
     return DrainResult(out, kept)
+
+
+def leaving_services(desired: DesiredState, observed: ObservedState,
+                     draining: Iterable[DestRef] = ()) -> list[ServiceKey]:
+    """Desired services with a destination about to leave that is not draining yet: the
+    connection counts that decide its drain must be fresh (re-read them first)."""
+    known = set(draining)
+    out = []
+    for key, want in desired.items():
+        have = observed.get(key)
+        if have is None:
+            continue
+        wanted = {d.key for d in want.dests}
+        if any(o.dest.key not in wanted and (key, o.dest.key) not in known for o in have.dests):
+            out.append(key)
+    return out

@@ -29,7 +29,7 @@ import structlog
 from healthcheck.events import OnEvent
 from healthcheck.model import ServerKey, VirtualServerSpec
 from ipvs.batch import BatchSender
-from ipvs.drain import DestRef, with_drains
+from ipvs.drain import DestRef, leaving_services, with_drains
 from ipvs.errors import Exists, NotFound
 from ipvs.model import ObservedService, ServiceKey, SyncDaemon, SyncState, Timeouts
 from ipvs.reconcile import (
@@ -412,15 +412,7 @@ class LvsRunner:
         """Draining decides on live connection counts: re-read the services whose
         destinations are about to leave (the cache holds the counters of the last dump)."""
         assert self._client is not None
-        stale = []
-        for key, desired_service in want.items():
-            have = self._observed.get(key)
-            if have is None:
-                continue
-            wanted = {d.key for d in desired_service.dests}
-            if any(o.dest.key not in wanted and (key, o.dest.key) not in self._drains
-                   for o in have.dests):
-                stale.append(key)
+        stale = leaving_services(want, self._observed, self._drains)
         if not stale:
             return
         dump_dests = getattr(self._client, "dump_dests", None)

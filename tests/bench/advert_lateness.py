@@ -348,6 +348,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             extra.append(f"{r.probes_per_s:.0f} probes/s")
         if r.hung_scripts is not None:
             extra.append(f"{r.hung_scripts} hung scripts running")
+        if r.late:
+            extra.append(f"{sum(x > 0.005 for x in r.late)} over 5 ms")
         if r.error:
             extra.append(f"ERROR: {r.error}")
         cols = (f"{s[0] * 1e3:8.2f} {s[1] * 1e3:8.2f} {s[2] * 1e3:8.2f}" if s else

@@ -3,7 +3,7 @@ from __future__ import annotations
 import socket
 from ipaddress import IPv4Address
 
-from ipvs.drain import with_drains
+from ipvs.drain import leaving_services, with_drains
 from ipvs.model import (
     Destination,
     DestKey,
@@ -62,3 +62,16 @@ def test_idle_destination_and_disabled_drain_delete_at_once() -> None:
 def test_service_going_away_is_not_drained() -> None:
     r = with_drains({}, observed(5), {}, now=0.0, timeout=30.0)
     assert r.desired == {} and r.deadlines == {}
+
+
+def test_leaving_services_are_those_losing_a_destination_not_yet_draining() -> None:
+    k1 = ServiceKey(socket.AF_INET, Protocol.TCP, IPv4Address("10.0.0.1"), 80)
+    k2 = ServiceKey(socket.AF_INET, Protocol.TCP, IPv4Address("10.0.0.2"), 80)
+    a = Destination(DestKey(IPv4Address("10.1.0.1"), 80))
+    b = Destination(DestKey(IPv4Address("10.1.0.2"), 80))
+    observed = {k: ObservedService(Service(k), (ObservedDestination(a), ObservedDestination(b)))
+                for k in (k1, k2)}
+    desired = {k1: DesiredService(Service(k1), (a,)), k2: DesiredService(Service(k2), (a, b))}
+    assert leaving_services(desired, observed) == [k1]
+    assert leaving_services(desired, observed, [(k1, b.key)]) == []  # already draining
+    assert leaving_services({}, observed) == []  # a service going away is not drained
