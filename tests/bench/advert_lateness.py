@@ -288,8 +288,9 @@ def _accepted(path: Path) -> int:
 
 def _is_hung_sleep(pid: int) -> bool:
     with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [
-            b"/bin/sleep", b"1000000"]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        # keepalived execs the resolved path (/usr/bin/sleep), vrrpd the configured one
+        return len(argv) > 1 and argv[0].endswith(b"/sleep") and argv[1] == b"1000000"
     return False
 
 

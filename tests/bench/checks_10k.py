@@ -335,7 +335,7 @@ def main() -> int:
         sys.stdout.write(res.output)
         if res.returncode != 0:
             sys.stdout.write(res.console[-3000:])
-        return res.returncode or 0
+        return 1 if res.returncode is None else res.returncode
     report(bench(args.checks, args.duration, args.which, args.rounds))
     return 0
 

@@ -47,6 +47,15 @@ from vrrpd.config.values import Invalid, choice, hex_bytes, int_range, ip_addr, 
 INHERITED = ("connect_timeout", "retry", "delay_before_retry", "warmup", "delay_loop", "alpha")
 
 _TIMER = seconds(0, 1e6)
+_MISC_TIMEOUT = int_range(0, 4294)
+
+
+def _misc_timeout(text: str) -> float | None:
+    """keepalived 2.2.7: whole seconds 0..4294 (else 'Invalid misc_timeout value'); 0 = unset,
+    the script gets delay_loop."""
+    return float(_MISC_TIMEOUT(text)) or None
+
+
 NB_GET_RETRY_IGNORED = ("is ignored here, as keepalived 2.2.7 ignores it (it knows it only in "
                         "HTTP_GET/SSL_GET): retry keeps its default; did you mean 'retry'?")
 _POS_TIMER = seconds(0, 1e6, allow_zero=False)
@@ -229,7 +238,7 @@ def _misc_user(ctx: Ctx, node: Node, values: Values) -> None:
 MISC = Block("MISC_CHECK", {
     **TIMERS,
     "misc_path": command("misc_path", user_allowed=False),
-    "misc_timeout": value("misc_timeout", _POS_TIMER),
+    "misc_timeout": value("misc_timeout", _misc_timeout),
     "misc_dynamic": flag("misc_dynamic"),
     "user": _misc_user,
     "connect_timeout": CONNECTION["connect_timeout"],

@@ -256,3 +256,17 @@ def test_bfd_check_is_parsed_but_not_acted() -> None:
     assert cs == ()
     (d,) = result.diagnostics
     assert d.severity is Severity.WARNING and "not acted on yet" in d.message
+
+
+@pytest.mark.parametrize(("text", "timeout", "error"), [
+    ("4294", 4294.0, False), ("0", None, False), ("4295", None, True), ("0.5", None, True),
+])
+def test_misc_timeout_range_as_keepalived_2_2_7(text: str, timeout: float | None,
+                                                error: bool) -> None:
+    """keepalived -t: 'number 4295 outside range [0, 4294]' / 'invalid number 0.5' (exit 6)."""
+    (c,), result = checkers(f"MISC_CHECK {{\n misc_path /bin/true\n misc_timeout {text}\n}}\n")
+    assert c.misc_timeout == timeout
+    errors = [d for d in result.diagnostics if d.severity >= Severity.ERROR]
+    assert bool(errors) is error
+    if error:
+        assert "misc_timeout" in errors[0].message and "0..4294" in errors[0].message
