@@ -5,7 +5,7 @@ by rename, deleted or created later, which a watch on the file itself would miss
 close-after-write, moved in/out, deleted -- not IN_MODIFY/IN_CREATE, because ``echo 5 > f``
 truncates first and would read as an empty file for a moment.
 
-``healthcheck`` never imports ``vrrpd``; ``vrrpd.vrrp.trackfile`` has its own watcher for
+``healthcheck`` never imports ``vrrpd``; ``vrrpd.vrrp.trackfile`` uses this watcher for
 ``track_file`` in VRRP instances.
 """
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
 import time
 
-from vrrpd.demo.server import reply_for
+from vrrpd.demo.server import close_quietly, reply_for
 
 
 def log(peer: object, kind: str) -> None:
@@ -55,9 +54,7 @@ async def handle(name: str, reader: asyncio.StreamReader, writer: asyncio.Stream
     except (TimeoutError, ConnectionError):
         pass
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        await close_quietly(writer)
 
 
 async def serve(name: str, port: int) -> None:

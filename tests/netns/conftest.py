@@ -1,4 +1,6 @@
-"""The ``lab`` fixture: a fresh namespace lab per test, torn down even on failure."""
+"""The ``lab`` fixture: a fresh namespace lab per test, torn down even on failure.
+
+A test module picks its own namespace prefix by overriding the ``lab_prefix`` fixture."""
 
 from __future__ import annotations
 
@@ -12,10 +14,16 @@ from tests.netns.lab import Lab
 
 
 @pytest.fixture
-def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+def lab_prefix() -> str:
+    """Namespace prefix of the ``lab`` fixture; override it in a test module."""
+    return Lab.prefix
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, lab_prefix: str) -> Iterator[Lab]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("netns lab needs root and iproute2")
-    the_lab = Lab()
+    the_lab = Lab(prefix=lab_prefix)
     try:
         yield the_lab
     finally:

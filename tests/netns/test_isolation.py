@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +43,8 @@ virtual_server 10.77.0.100 80 {
 
 
 @pytest.fixture
-def iso_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("netns lab needs root")
-    lab = Lab(prefix="iso")
-    try:
-        yield lab
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(lab.logs())
-        lab.close()
+def lab_prefix() -> str:
+    return "iso"
 
 
 class Daemon:
@@ -124,11 +114,11 @@ def wait_master(lab: Lab, host: Host, timeout: float) -> None:
 
 
 def test_vrrp_runs_on_while_the_checker_child_crash_loops_then_recovers_and_stops(
-        iso_lab: Lab) -> None:
-    a, obs = iso_lab.add_host("a", 1), iso_lab.add_host("obs", 50)
-    cap: Capture = iso_lab.capture(obs)
-    d = Daemon(iso_lab, a)
-    wait_master(iso_lab, a, confs.master_down(100) + 15)
+        lab: Lab) -> None:
+    a, obs = lab.add_host("a", 1), lab.add_host("obs", 50)
+    cap: Capture = lab.capture(obs)
+    d = Daemon(lab, a)
+    wait_master(lab, a, confs.master_down(100) + 15)
 
     # the whole daemon in one status: three processes, the checker child crash-looping
     wait_until(lambda: d.processes()["check"]["restarts"] >= 2, 20,
@@ -171,7 +161,7 @@ def test_vrrp_runs_on_while_the_checker_child_crash_loops_then_recovers_and_stop
     wait_until(lambda: any(ad.time > killed + 0.5 and ad.src == a.ip and ad.priority == 100
                            for ad in cap.adverts(VRID)),
                confs.master_down(100) + 15, what="adverts from the new VRRP child")
-    wait_master(iso_lab, a, 5)
+    wait_master(lab, a, 5)
     procs = d.processes()
     assert procs["vrrp"]["restarts"] == 1 and procs["vrrp"]["last_exit"] == "killed by SIGKILL"
     assert d.proc.alive()
@@ -193,9 +183,9 @@ def test_vrrp_runs_on_while_the_checker_child_crash_loops_then_recovers_and_stop
         assert not path.exists(), path
 
 
-def test_a_killed_parent_leaves_no_orphan(iso_lab: Lab) -> None:
-    a = iso_lab.add_host("a", 1)
-    d = Daemon(iso_lab, a)
+def test_a_killed_parent_leaves_no_orphan(lab: Lab) -> None:
+    a = lab.add_host("a", 1)
+    d = Daemon(lab, a)
     wait_until(lambda: d.vrrp_pid() is not None and d.ctl.exists(), 30,
                what="the VRRP child")
     wait_until(lambda: d.processes()["vrrp"]["ready"], 30, what="the VRRP child ready")

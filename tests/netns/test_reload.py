@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +35,9 @@ RELOAD_WAIT = 10.0  # parse + apply measured well under 1 s; generous for a load
 
 
 @pytest.fixture
-def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """The conftest lab with this test file's namespace prefix ``rl``."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("netns lab needs root and iproute2")
-    the_lab = Lab(prefix="rl")
-    try:
-        yield the_lab
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(the_lab.logs())
-        the_lab.close()
+def lab_prefix() -> str:
+    """The conftest ``lab`` with this test file's namespace prefix."""
+    return "rl"
 
 
 def conf_text(router: str, *instances: str) -> str:

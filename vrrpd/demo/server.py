@@ -29,6 +29,13 @@ def reply_for(name: str, request: bytes) -> bytes:
     return body
 
 
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close a connection, ignoring a peer that already reset it."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
 async def handle(name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         request = await asyncio.wait_for(reader.read(4096), timeout=5.0)
@@ -38,9 +45,7 @@ async def handle(name: str, reader: asyncio.StreamReader, writer: asyncio.Stream
     except (TimeoutError, ConnectionError):
         pass
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        await close_quietly(writer)
 
 
 async def serve(name: str, port: int, host: str = "0.0.0.0") -> None:

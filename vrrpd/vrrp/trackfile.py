@@ -18,17 +18,16 @@ clamps to 1..254 (not done here).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import os
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
+
+from healthcheck.filewatch import FileWatcher
 
 if TYPE_CHECKING:
     from vrrpd.config.model_vrrp import TrackFile as ConfigTrackFile
@@ -40,16 +39,7 @@ log = structlog.get_logger(__name__)
 
 TrackFileCallback = Callable[[str, int], None]
 
-_IN_CLOSE_WRITE = 0x008
-_IN_MOVED_FROM = 0x040
-_IN_MOVED_TO = 0x080
-_IN_DELETE = 0x200
-_IN_NONBLOCK = os.O_NONBLOCK
-_IN_CLOEXEC = os.O_CLOEXEC
-_EVENT = struct.Struct("iIII")
 _NUMBER = re.compile(rb"\s*([+-]?\d+)")
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -104,8 +94,7 @@ class TrackFile:
         self._on_change = on_change
         self._path = Path(spec.path)
         self.value = 0
-        self._fd = -1
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: FileWatcher | None = None
         self._poller: asyncio.Task[None] | None = None
         self.poll_interval = 1.0
 
@@ -117,7 +106,6 @@ class TrackFile:
             except OSError as exc:
                 log.warning("track_file init failed", path=str(self._path), error=str(exc))
         self.value = read_track_value(self._path)
-        self._loop = asyncio.get_running_loop()
         try:
             self._watch()
         except OSError as exc:  # e.g. the directory does not exist (yet): poll instead
@@ -127,19 +115,12 @@ class TrackFile:
         return self.value
 
     def _watch(self) -> None:
-        assert self._loop is not None
-        fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        # Not IN_MODIFY/IN_CREATE: ``echo 5 > f`` truncates first and would read as 0 for a moment.
-        mask = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_MOVED_FROM | _IN_DELETE
-        directory = str(self._path.parent).encode()
-        if _libc.inotify_add_watch(fd, directory, mask) < 0:
-            err = ctypes.get_errno()
-            os.close(fd)
-            raise OSError(err, f"cannot watch {self._path.parent}")
-        self._fd = fd
-        self._loop.add_reader(fd, self._readable)
+        """inotify on the file's directory (events as healthcheck's FILE_CHECK watcher)."""
+        watcher = FileWatcher(asyncio.get_running_loop(), lambda _path: self.refresh())
+        if not watcher.watch(str(self._path)):
+            watcher.close()
+            raise OSError(f"cannot watch {self._path.parent}")
+        self._watcher = watcher
 
     async def _poll(self) -> None:
         while True:
@@ -150,28 +131,9 @@ class TrackFile:
         if self._poller is not None:
             self._poller.cancel()
             self._poller = None
-        if self._fd >= 0 and self._loop is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(self._fd)
-            os.close(self._fd)
-        self._fd = -1
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return
-        name = self._path.name.encode()
-        relevant = False
-        offset = 0
-        while offset + _EVENT.size <= len(data):
-            _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
-            raw = data[offset + _EVENT.size : offset + _EVENT.size + length]
-            offset += _EVENT.size + length
-            if raw.rstrip(b"\0") == name:
-                relevant = True
-        if relevant:
-            self.refresh()
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
 
     def refresh(self) -> None:
         """Re-read the file now and report a changed value."""

@@ -63,6 +63,14 @@ class SmtpSink:
             self.server.close()
             await self.server.wait_closed()
 
+    async def __aenter__(self) -> SmtpSink:
+        """Started on 127.0.0.1 (a free port), closed on exit."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Mail]:
         async with asyncio.timeout(timeout):
             while len(self.mails) < count:

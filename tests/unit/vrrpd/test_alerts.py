@@ -5,11 +5,10 @@ the mail counters in the status document, the text status and the metrics."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from smtp_sink import SmtpSink
 
 from healthcheck.events import QuorumEvent, RealServerEvent
+from tests.unit.vrrpd.loop_ticker import LoopTicker
 from vrrpd.alerts import CheckerMailer, MailPart, VrrpMailer, mail_detail
 from vrrpd.config.loader import load_text
 from vrrpd.config.model import Config
@@ -38,21 +38,8 @@ from vrrpd.vrrp.runner import VrrpRunner
 
 @pytest.fixture
 async def sink() -> AsyncIterator[SmtpSink]:
-    s = SmtpSink()
-    await s.start()
-    try:
+    async with SmtpSink() as s:
         yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-def dead_port() -> Iterator[int]:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    yield port
 
 
 def mail_globals(port: int, extra: str = "") -> str:
@@ -381,21 +368,12 @@ async def test_stop_with_a_silent_server_gives_up_after_close_timeout() -> None:
                                                                          " smtp_alert"))
         part = MailPart(config, close_timeout=0.5)
         VrrpMailer(part.alerter, lambda: config).on_state("VI_1", "MASTER")
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.05)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        t0 = time.monotonic()
-        await part.stop()
-        took = time.monotonic() - t0
-        ticker.cancel()
+        async with LoopTicker(0.05) as ticker:
+            t0 = time.monotonic()
+            await part.stop()
+            took = time.monotonic() - t0
         assert 0.4 < took < 2.0
-        assert ticks >= 3  # ~10 expected in 0.5 s; a blocked loop: 0
+        assert ticker.ticks >= 3  # ~10 expected in 0.5 s; a blocked loop: 0
         assert part.alerter.stats().dropped == 1 and part.alerter.stats().sent == 0
     finally:
         listener.close()

@@ -6,30 +6,13 @@ from __future__ import annotations
 import asyncio
 
 from ipvs.model import SyncState
+from tests.unit.vrrpd.conf_texts import VRRP, VS
 from tests.unit.vrrpd.ipvs_fake_kernel import FakeKernel
 from vrrpd.config.loader import load_text
 from vrrpd.lvs import LvsRunner
 from vrrpd.lvs_syncd import SyncDaemonDriver, sync_daemon_for
 
 SYNCD = "global_defs {\n    lvs_sync_daemon eth0 VI_1\n}\n"
-VRRP = """
-vrrp_instance VI_1 {
-    state BACKUP
-    interface eth0
-    virtual_router_id 51
-    priority 100
-    virtual_ipaddress { 10.0.0.100 }
-}
-"""
-VS = """
-virtual_server 10.0.0.100 80 {
-    protocol TCP
-    lb_algo rr
-    lb_kind DR
-    real_server 10.0.0.5 80 { weight 1 }
-}
-"""
-
 
 
 async def test_sync_daemon_driver_follows_its_instance() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.unit.vrrpd.loop_ticker import LoopTicker
 from vrrpd.config.model import GlobalDefs
 from vrrpd.mail import (
     Alert,
@@ -104,16 +105,6 @@ def body(m: Received) -> str:
     payload = m.message.get_payload()
     assert isinstance(payload, str)
     return payload.strip()
-
-
-@pytest.fixture
-def dead_port() -> Iterator[int]:
-    """A port nothing listens on (bound then closed): connecting is refused at once."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    yield port
 
 
 @pytest.fixture
@@ -234,23 +225,11 @@ async def test_connection_refused_is_counted_without_blocking(dead_port: int) ->
 
 async def test_silent_server_times_out_while_the_loop_keeps_running(silent_port: int) -> None:
     alerter = MailAlerter(settings(silent_port, connect_timeout=0.5))
-    gaps: list[float] = []
-
-    async def ticker() -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
     t0 = time.monotonic()
-    try:
+    async with LoopTicker(0.01) as ticker:
         assert alerter.alert_checker("[1.2.3.4]:tcp:80", "[10.0.0.1]:tcp:80", False)
         await asyncio.wait_for(alerter.drain(), 10.0)
-    finally:
-        tick.cancel()
+    gaps = ticker.gaps
     waited = time.monotonic() - t0
     assert 0.45 <= waited < 5.0  # the greeting timeout, not the 4x conversation bound
     assert alerter.failed == 1 and alerter.sent == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.vrrpd.conf_texts import VRRP, VS
 from vrrpd.cli import build_parser
 from vrrpd.config.loader import load_text
 from vrrpd.control import merge_documents
@@ -29,24 +30,6 @@ from vrrpd.supervisor_parts import (
     parse_notify,
     wants_isolation,
 )
-
-VRRP = """
-vrrp_instance VI_1 {
-    state BACKUP
-    interface eth0
-    virtual_router_id 51
-    priority 100
-    virtual_ipaddress { 10.0.0.100 }
-}
-"""
-VS = """
-virtual_server 10.0.0.100 80 {
-    protocol TCP
-    lb_algo rr
-    lb_kind DR
-    real_server 10.0.0.5 80 { weight 1 }
-}
-"""
 
 
 def parse(*argv: str) -> argparse.Namespace:

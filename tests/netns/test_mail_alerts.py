@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.message import Message
 from functools import partial
 from ipaddress import ip_address
@@ -30,6 +30,7 @@ import pytest
 from tests.netns.confs import instance, master_down
 from tests.netns.lab import REPO, Host, Lab, Proc, wait_until
 from tests.unit.vrrpd.ipvs_fake_kernel import FakeKernel
+from tests.unit.vrrpd.loop_ticker import LoopTicker
 from tests.unit.vrrpd.smtp_sink import SmtpSink
 from vrrpd.alerts import MailPart
 from vrrpd.config.loader import load_text
@@ -44,15 +45,8 @@ RECIPIENTS = ["ops@example.org", "noc@example.org"]
 
 
 @pytest.fixture
-def mlab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    the_lab = Lab(prefix="ml")
-    try:
-        yield the_lab
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(the_lab.logs())
-        the_lab.close()
+def lab_prefix() -> str:
+    return "ml"
 
 
 def mail_conf(*blocks: str, timeout: int = 3) -> str:
@@ -96,14 +90,14 @@ def status(ctl: Path) -> dict[str, Any]:
     return doc
 
 
-def test_master_and_stop_mails_reach_a_real_smtp_server(mlab: Lab) -> None:
-    r1, mx = mlab.add_host("r1", 1), mlab.add_host("mx", 9)
-    box = mlab.tmp / "mailbox.jsonl"
-    start_python(mlab, mx, ["-m", "tests.unit.vrrpd.smtp_sink", MX_IP, str(MX_PORT), str(box)],
+def test_master_and_stop_mails_reach_a_real_smtp_server(lab: Lab) -> None:
+    r1, mx = lab.add_host("r1", 1), lab.add_host("mx", 9)
+    box = lab.tmp / "mailbox.jsonl"
+    start_python(lab, mx, ["-m", "tests.unit.vrrpd.smtp_sink", MX_IP, str(MX_PORT), str(box)],
                  "smtp")
-    ctl = mlab.tmp / "ctl"
+    ctl = lab.tmp / "ctl"
     conf = mail_conf(instance("VI_1", vrid=51, priority=200, vips=[f"{VIP}/24"]))
-    vrrpd = mlab.vrrpd(r1, conf, "--control-socket", str(ctl))
+    vrrpd = lab.vrrpd(r1, conf, "--control-socket", str(ctl))
     wait_until(lambda: r1.has_ip(VIP), master_down(200) + 20, what="VIP on r1")
     want = ["[LB1] VRRP Instance VI_1 - Entering BACKUP state",
             "[LB1] VRRP Instance VI_1 - Entering MASTER state"]
@@ -129,22 +123,22 @@ def test_master_and_stop_mails_reach_a_real_smtp_server(mlab: Lab) -> None:
     assert str(stop.get_payload()).strip() == "=> VRRP Instance stopping <="
 
 
-def test_a_silent_smtp_server_is_counted_logged_and_never_blocks_the_loop(mlab: Lab) -> None:
+def test_a_silent_smtp_server_is_counted_logged_and_never_blocks_the_loop(lab: Lab) -> None:
     """smtp_connect_timeout 10 and a server that never greets: every mail hangs 10 s.  A loop
     blocked by mail would take over >= 10 s late, not answer its control socket, and need ~20 s
     to stop (the MASTER mail in flight, then the Stopping mail).  Takeover is measured against
     the daemon's own clock (status ``started_at`` / ``last_transition``) so a slow interpreter
     start on a loaded machine does not count."""
-    r1, mx = mlab.add_host("r1", 1), mlab.add_host("mx", 9)
+    r1, mx = lab.add_host("r1", 1), lab.add_host("mx", 9)
     # accepts TCP connections (the kernel does the handshake) and never says a word
-    start_python(mlab, mx, ["-c", (
+    start_python(lab, mx, ["-c", (
         "import socket, time\n"
         f"s = socket.socket(); s.bind(({MX_IP!r}, {MX_PORT})); s.listen(16)\n"
         "print('ready', flush=True)\n"
         "time.sleep(3600)\n")], "silent-smtp")
-    ctl = mlab.tmp / "ctl"
+    ctl = lab.tmp / "ctl"
     conf = mail_conf(instance("VI_1", vrid=51, priority=200, vips=[f"{VIP}/24"]), timeout=10)
-    vrrpd = mlab.vrrpd(r1, conf, "--control-socket", str(ctl))
+    vrrpd = lab.vrrpd(r1, conf, "--control-socket", str(ctl))
     wait_until(lambda: r1.has_ip(VIP), master_down(200) + 20, what="VIP on r1")
     t0 = time.monotonic()
     doc = status(ctl)  # the BACKUP mail is still waiting for its greeting
@@ -172,12 +166,8 @@ def test_a_silent_smtp_server_is_counted_logged_and_never_blocks_the_loop(mlab: 
 
 @pytest.fixture
 async def sink() -> AsyncIterator[SmtpSink]:
-    s = SmtpSink()
-    await s.start()
-    try:
+    async with SmtpSink() as s:
         yield s
-    finally:
-        await s.close()
 
 
 def lvs_conf(smtp_port: int, rs_port: int) -> str:
@@ -271,20 +261,11 @@ async def test_real_server_down_and_up_mail_through_the_lvs_runner(sink: SmtpSin
         await sink.close()
         server.close()
         await server.wait_closed()
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.1)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        t0 = time.monotonic()
-        await wait_async(lambda: part.alerter.stats().failed >= 2, 10, "two failed mails")
-        elapsed = time.monotonic() - t0
-        ticker.cancel()
-        assert ticks >= int(elapsed / 0.1) // 2  # a blocked loop would not have ticked
+        async with LoopTicker(0.1) as ticker:
+            t0 = time.monotonic()
+            await wait_async(lambda: part.alerter.stats().failed >= 2, 10, "two failed mails")
+            elapsed = time.monotonic() - t0
+        assert ticker.ticks >= int(elapsed / 0.1) // 2  # a blocked loop would not have ticked
         stats = part.alerter.stats()
         assert stats.sent == 5 and (stats.last_error or "").startswith("ConnectionRefusedError")
         await wait_async(lambda: not in_ipvs(kernel, port), 5, "real server out again")
