@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,7 +64,8 @@ def write_pid_files(paths: Iterable[str | None]) -> list[Path]:
 
 def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
                   ) -> list[tuple[str, Runner]]:
-    """LVS first (VRRP state changes are forwarded to it for lvs_sync_daemon), then VRRP.
+    """LVS first, then (with lvs_sync_daemon and VRRP here) the sync-daemon driver VRRP state
+    changes go to, then VRRP: stopped in reverse, VRRP's STOP reaches the driver still open.
 
     ``ops`` (a :class:`vrrpd.status.DaemonStatus`) is told the runners and records transitions
     and GARPs for ``vrrpd status``, the metrics and the SIGUSR dumps."""
@@ -98,16 +99,14 @@ def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
                 extra["checker_manager"] = partial(lvs.default_checkers, **factory_kw)
             lvs_runner = lvs.LvsRunner(
                 config, keep_on_stop=bool(getattr(args, "dont_release_ipvs", False)),
-                drain_timeout=float(getattr(args, "drain_timeout", 0.0) or 0.0),
-                # -C: the VRRP process drives lvs_sync_daemon (keepalived's split)
-                drive_sync_daemon=not getattr(args, "check", False), **extra)
+                drain_timeout=float(getattr(args, "drain_timeout", 0.0) or 0.0), **extra)
             runners.append(("lvs", lvs_runner))
     if not getattr(args, "check", False) and config.vrrp_instances:
         from vrrpd.vrrp.runner import VrrpRunner
 
-        on_state = getattr(lvs_runner, "vrrp_state_changed", None)
-        if getattr(args, "vrrp", False) and config.global_defs.lvs_sync_daemon is not None:
-            from vrrpd.lvs_syncd import SyncDaemonDriver  # -P: VRRP drives the sync daemon
+        on_state: Callable[[str, str], None] | None = None
+        if config.global_defs.lvs_sync_daemon is not None:
+            from vrrpd.lvs_syncd import SyncDaemonDriver  # VRRP drives it, as in keepalived
 
             syncd = SyncDaemonDriver(config)
             runners.append(("lvs_sync_daemon", syncd))

@@ -1,10 +1,13 @@
 """The LVS half of the daemon: config + checker results -> kernel IPVS, kept in sync.
 
     runner = LvsRunner(config)            # IPVSClient and the health checkers by default
-    await runner.start()                  # lvs_flush, lvs_timeouts, sync daemon, adopt + program
+    await runner.start()                  # lvs_flush, lvs_timeouts, adopt + program
     ...                                   # periodic sync repairs drift (ipvsadm -d / -C)
     await runner.apply_config(new)        # reload: only the differences reach the kernel
     await runner.stop()                   # own entries removed unless keep / -I
+
+The connection-sync daemon (``lvs_sync_daemon``) is not ours: VRRP drives it
+(:mod:`vrrpd.lvs_syncd`), in one process or in the ``-P`` child, as keepalived's VRRP process does.
 
 Unlike keepalived, the kernel table is read back: every ``sync_interval`` seconds one dump is
 compared with the desired state (:func:`ipvs.reconcile.plan`) and only the differences are
@@ -31,7 +34,7 @@ from healthcheck.model import ServerKey, VirtualServerSpec
 from ipvs.batch import BatchSender
 from ipvs.drain import DestRef, leaving_services, with_drains
 from ipvs.errors import Exists, NotFound
-from ipvs.model import ObservedService, ServiceKey, SyncDaemon, SyncState, Timeouts
+from ipvs.model import ObservedService, ServiceKey, Timeouts
 from ipvs.reconcile import (
     AddDest,
     AddService,
@@ -126,11 +129,8 @@ class LvsRunner:
         batch: bool | None = None,
         max_sync_share: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
-        drive_sync_daemon: bool = True,
     ) -> None:
         self.config = config
-        # False in the -C child: the VRRP process drives lvs_sync_daemon (vrrpd.lvs_syncd)
-        self.drive_sync_daemon = drive_sync_daemon
         self.sync_interval = sync_interval
         self.max_sync_share = max_sync_share
         self.retry_interval = retry_interval
@@ -158,8 +158,6 @@ class LvsRunner:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._daemon_state: SyncState | None = None
-        self._daemon_tasks: set[asyncio.Task[None]] = set()
         self._hold = False  # batch weight changes during start/reload
 
     # ---------------------------------------------------------------- public
@@ -201,8 +199,6 @@ class LvsRunner:
         if t.tcp or t.tcpfin or t.udp:
             await self._guard("set_timeouts", client.set_timeouts(
                 Timeouts(tcp=t.tcp or 0, tcp_fin=t.tcpfin or 0, udp=t.udp or 0)))
-        if g.lvs_sync_daemon is not None and self.drive_sync_daemon:
-            await self._set_daemon(SyncState.BACKUP)
         # the table first, from the config's initial weights (what the checkers report at
         # start: lvs_desired.initial_weights), so setting up thousands of checks does not
         # delay it; then the checkers, whose first report changes nothing unless it differs
@@ -234,9 +230,6 @@ class LvsRunner:
                 await self._task
             self._task = None
         await self._stop_checkers()
-        for task in list(self._daemon_tasks):
-            with contextlib.suppress(Exception):
-                await task
         keep = self.keep_on_stop if keep is None else keep
         mode = stop_mode(self.config, keep)
         result = SyncResult()
@@ -251,10 +244,6 @@ class LvsRunner:
                     if result.error is None:
                         await self._execute(stop_plan(self._observed, self._owned, mode=mode),
                                             result)
-                    if self._daemon_state is not None:
-                        await self._guard("delete_daemon",
-                                          client.delete_daemon(self._daemon_state))
-                        self._daemon_state = None
         finally:
             self._close()
         log.info("lvs_stopped", mode=mode, ops=len(result.ops), failed=len(result.failed))
@@ -302,18 +291,6 @@ class LvsRunner:
         """Apply pending checker changes against the cached table (no dump)."""
         async with self._lock:
             return await self._reconcile(dump=False)
-
-    def vrrp_state_changed(self, instance: str, state: str) -> None:
-        """Drive the connection-sync daemon from its VRRP instance (``lvs_sync_daemon``):
-        MASTER runs the master daemon, any other state the backup daemon."""
-        sd = self.config.global_defs.lvs_sync_daemon
-        if (sd is None or sd.instance != instance or self._client is None
-                or not self.drive_sync_daemon):
-            return
-        want = SyncState.MASTER if state.upper() == "MASTER" else SyncState.BACKUP
-        task = asyncio.create_task(self._set_daemon(want))
-        self._daemon_tasks.add(task)
-        task.add_done_callback(self._daemon_tasks.discard)
 
     # ---------------------------------------------------------------- internals
 
@@ -485,25 +462,3 @@ class LvsRunner:
             log.error("ipvs_failed", what=what, error=str(exc))
             return False
         return True
-
-    async def _set_daemon(self, state: SyncState) -> None:
-        sd = self.config.global_defs.lvs_sync_daemon
-        client = self._client
-        if sd is None or client is None or self._daemon_state == state:
-            return
-        sync_id = sd.id
-        if sync_id is None:
-            try:
-                sync_id = self.config.instance(sd.instance).virtual_router_id
-            except KeyError:
-                sync_id = 0
-        if self._daemon_state is not None:
-            await self._guard("delete_daemon", client.delete_daemon(self._daemon_state))
-        daemon = SyncDaemon(state=state, mcast_ifn=sd.interface, sync_id=sync_id,
-                            sync_maxlen=sd.maxlen or 0, mcast_group=sd.group,
-                            mcast_port=sd.port, mcast_ttl=sd.ttl or 0)
-        if await self._guard("new_daemon", client.new_daemon(daemon)):
-            self._daemon_state = state
-            log.info("lvs_sync_daemon", state=state.name, interface=sd.interface, id=sync_id)
-        else:
-            self._daemon_state = None

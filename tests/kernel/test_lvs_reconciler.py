@@ -23,6 +23,7 @@ from vrrpd.config.loader import load, load_text
 from vrrpd.config.model import Config
 from vrrpd.lvs import LvsRunner
 from vrrpd.lvs_cli import read_listing
+from vrrpd.lvs_syncd import SyncDaemonDriver
 
 pytestmark = pytest.mark.kernel
 
@@ -225,14 +226,17 @@ async def test_lvs_flush_timeouts_and_sync_daemon(seed_ns: GuestNetns) -> None:
         "router_id LVS_DEVEL",
         "router_id LVS_DEVEL\nlvs_flush\nlvs_timeouts tcp 900 tcpfin 30 udp 60\n"
         "lvs_sync_daemon dummy0 VI_1")
-    runner, _client = make_runner(load_text(text).config)
+    config = load_text(text).config
+    runner, _client = make_runner(config)
+    driver = SyncDaemonDriver(config)  # lvs_sync_daemon is VRRP's (vrrpd.daemon.build_runners)
     await runner.start()
+    await driver.start()
     try:
         assert table(seed_ns) == SEED_TABLE  # the stale entry was flushed
         assert "900 30 60" in seed_ns.ipvsadm("-L", "--timeout")
         daemons = seed_ns.ipvsadm("-L", "--daemon")
         assert "backup sync daemon (mcast=dummy0, syncid=51" in daemons
-        runner.vrrp_state_changed("VI_1", "MASTER")
+        driver.vrrp_state_changed("VI_1", "MASTER")
         deadline = time.monotonic() + 20
         while "master sync daemon" not in daemons and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -240,8 +244,10 @@ async def test_lvs_flush_timeouts_and_sync_daemon(seed_ns: GuestNetns) -> None:
         assert "master sync daemon (mcast=dummy0, syncid=51" in daemons
         assert "backup sync daemon" not in daemons
     finally:
+        await driver.stop()
         await runner.stop()
     assert seed_ns.ipvsadm("-L", "--daemon").strip() == ""
+    assert driver.failures == 0, driver.last_error
 
 
 def test_daemon_programs_the_seed_and_cleans_up_on_sigterm(seed_ns: GuestNetns) -> None:

@@ -65,7 +65,7 @@ class VrrpRunner:
         on_group_state: Callable[[str, str], None] | None = None,
     ) -> None:
         """``on_state(instance, "MASTER"|"BACKUP"|"FAULT"|"STOP")`` after every transition
-        (the LVS runner's ``vrrp_state_changed``, for lvs_sync_daemon);
+        (``SyncDaemonDriver.vrrp_state_changed``, for lvs_sync_daemon);
         ``on_group_state(sync_group, state)`` when a sync group's state changes (as notify)."""
         self.config = config
         self._on_state = on_state

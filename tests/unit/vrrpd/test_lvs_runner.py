@@ -22,7 +22,6 @@ from ipvs.model import (
     Protocol,
     Service,
     ServiceKey,
-    SyncState,
     Timeouts,
 )
 from vrrpd.config.loader import load_text
@@ -219,24 +218,18 @@ async def test_stop_reads_the_kernel_when_the_cache_is_uncertain() -> None:
     assert kernel.table == {}
 
 
-async def test_global_lvs_settings_flush_timeouts_and_sync_daemon() -> None:
+async def test_global_lvs_settings_flush_and_timeouts_not_the_sync_daemon() -> None:
+    """lvs_sync_daemon belongs to the VRRP side (vrrpd.lvs_syncd, test_lvs_syncd.py)."""
     kernel = FakeKernel()
     kernel.table = {FOREIGN.service.key: FOREIGN}
     cfg = seed("lvs_flush\nlvs_timeouts tcp 900 udp 60\nlvs_sync_daemon eth0 VI_1")
     r = runner(cfg, kernel)
     await r.start()
-    assert [c[0] for c in kernel.calls[:4]] == ["flush", "set_timeouts", "new_daemon",
-                                                "dump_services"]
+    assert [c[0] for c in kernel.calls[:3]] == ["flush", "set_timeouts", "dump_services"]
     assert kernel.timeouts == Timeouts(tcp=900, tcp_fin=0, udp=60)
     assert set(kernel.table) == {KEY}
-    (daemon,) = kernel.daemons.values()
-    assert (daemon.state, daemon.mcast_ifn, daemon.sync_id) == (SyncState.BACKUP, "eth0", 51)
-    r.vrrp_state_changed("VI_1", "MASTER")
-    r.vrrp_state_changed("VI_2", "BACKUP")  # another instance: ignored
-    await asyncio.sleep(0.01)
-    assert set(kernel.daemons) == {SyncState.MASTER}
     await r.stop()
-    assert kernel.daemons == {}
+    assert not [c for c in kernel.calls if "daemon" in c[0]]
 
 
 async def test_start_fails_loudly_without_ipvs() -> None:

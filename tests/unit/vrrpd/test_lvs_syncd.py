@@ -1,15 +1,18 @@
-"""The lvs_sync_daemon driver of the VRRP process (``vrrpd.lvs_syncd``) and the ``-C``
-LvsRunner that leaves the sync daemon alone, against the recording fake kernel."""
+"""The lvs_sync_daemon driver of the VRRP process (``vrrpd.lvs_syncd``), against the recording
+fake kernel, and which process runs it."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+
+import pytest
 
 from ipvs.model import SyncState
 from tests.unit.vrrpd.conf_texts import VRRP, VS
 from tests.unit.vrrpd.ipvs_fake_kernel import FakeKernel
 from vrrpd.config.loader import load_text
-from vrrpd.lvs import LvsRunner
+from vrrpd.daemon import build_runners
 from vrrpd.lvs_syncd import SyncDaemonDriver, sync_daemon_for
 
 SYNCD = "global_defs {\n    lvs_sync_daemon eth0 VI_1\n}\n"
@@ -46,13 +49,15 @@ async def test_sync_daemon_driver_survives_a_kernel_without_ipvs() -> None:
     assert sync_daemon_for(load_text(VRRP).config, SyncState.MASTER) is None
 
 
-async def test_checker_process_leaves_the_sync_daemon_alone() -> None:
+@pytest.mark.parametrize(("flags", "parts"), [
+    ({}, ["lvs", "lvs_sync_daemon", "vrrp"]),                   # one process
+    ({"vrrp": True}, ["lvs_sync_daemon", "vrrp"]),              # the -P child
+    ({"check": True}, ["lvs"]),                                 # the -C child: never
+])
+def test_the_process_running_vrrp_drives_the_sync_daemon(flags: dict[str, bool],
+                                                         parts: list[str]) -> None:
+    """As keepalived: the VRRP process runs the sync daemon; the LVS runner never does.
+    The driver sits between LVS and VRRP, so it is stopped after VRRP's STOP reached it."""
     config = load_text(SYNCD + VRRP + VS).config
-    kernel = FakeKernel()
-    runner = LvsRunner(config, client_factory=lambda: kernel, checker_manager=None,
-                       drive_sync_daemon=False)
-    await runner.start()
-    runner.vrrp_state_changed("VI_1", "MASTER")
-    await asyncio.sleep(0)
-    await runner.stop()
-    assert not [c for c in kernel.calls if "daemon" in c[0]]
+    runners = build_runners(config, argparse.Namespace(**flags))
+    assert [name for name, _ in runners] == parts
