@@ -18,6 +18,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -26,7 +27,6 @@ from healthcheck.checkers import ProbeContext, ProbeFn, start_probe
 from healthcheck.checkers.tcp import Target, TcpEngine
 from healthcheck.checkers.tcp import target as tcp_target
 from healthcheck.events import EventDeriver, OnEvent
-from healthcheck.filewatch import FileWatcher
 from healthcheck.model import (
     CheckResult,
     FileCheckSpec,
@@ -46,6 +46,9 @@ from healthcheck.state import (
     Snapshot,
     WeightsChanged,
 )
+
+if TYPE_CHECKING:
+    from healthcheck.filewatch import FileWatcher
 
 __all__ = ["CheckerManager", "OnChange"]
 
@@ -186,6 +189,8 @@ class CheckerManager:
         files = [st for st in self._core.states if isinstance(st.spec, FileCheckSpec)]
         if not files or self._loop is None:
             return
+        from healthcheck.filewatch import FileWatcher  # inotify via ctypes: FILE_CHECK only
+
         try:
             watcher = FileWatcher(self._loop, self._file_changed)
         except OSError as exc:

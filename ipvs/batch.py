@@ -10,7 +10,8 @@ instead of one per request.  A failure of one message does not stop the others.
 
 Replies are read with non-blocking ``recv_into`` in a loop (generic netlink answers within
 ``sendmsg``, so the data is already queued) and only wait on the event loop when it is not.
-Dumps are decoded by :class:`ipvs.dumpdecode.DumpDecoder` (unchanged entries cost nothing).
+Dumps are decoded by :class:`ipvs.dumpdecode.DumpDecoder` (unchanged entries cost nothing;
+destinations we programmed come back as the very objects we sent).
 
 :class:`BatchSender` also implements ``vrrpd.lvs_kernel.IpvsBackend``: it is the LVS runner's
 default kernel client (``ipvs.client.IPVSClient`` stays the complete, pyroute2-based client).
@@ -24,7 +25,8 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from ipaddress import IPv6Address
 
 from . import replies
 from .dumpdecode import DumpDecoder
@@ -45,6 +47,9 @@ from .wire import (
     CTRL_ATTR_FAMILY_ID,
     CTRL_ATTR_FAMILY_NAME,
     CTRL_CMD_GETFAMILY,
+    DEST_KEY_FIELDS,
+    DEST_KEY_LEN,
+    DEST_LEN,
     GENL_ID_CTRL,
     NETLINK_CAP_ACK,
     NETLINK_GENERIC,
@@ -59,6 +64,7 @@ from .wire import (
     daemon_state_attr,
     dest_attr,
     dest_key_attr,
+    dest_request,
     encode,
     nla_str,
     service_key_attr,
@@ -73,9 +79,27 @@ BUFSIZE = 1 << 18  # larger than any dump skb the kernel builds (<= 32 KB)
 CMD_SERVICE, CMD_DEST = 1, 2  # IPVS_CMD_ATTR_*
 REPLY_TIMEOUT = 30.0  # seconds without any reply data -> TimeoutError
 
+PRIME_MAX = 1 << 17  # programmed destinations remembered for the next dump (then dropped)
+
 _MSG = struct.Struct("=IHHI")
 _ERR = struct.Struct("=i")
 _NLA = struct.Struct("=HH")
+_HEADER = struct.Struct("=IHHIIBBH")  # nlmsghdr + genlmsghdr (as ipvs.wire.encode)
+_NEW_DEST, _SET_DEST, _DEL_DEST = int(Cmd.NEW_DEST), int(Cmd.SET_DEST), int(Cmd.DEL_DEST)
+_HTONS = socket.htons
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+
+
+def messages(data: memoryview | bytes) -> Iterator[tuple[int, int, int, int]]:
+    """``(offset, length, type, seq)`` of every netlink message of one datagram."""
+    pos, end = 0, len(data)
+    unpack = _MSG.unpack_from
+    while pos + 16 <= end:
+        length, kind, _flags, seq = unpack(data, pos)
+        if length < 16:
+            return
+        yield pos, length, kind, seq
+        pos += (length + 3) & ~3
 
 
 def op_payload(op: Op) -> tuple[Cmd, bytes]:
@@ -94,6 +118,59 @@ def op_payload(op: Op) -> tuple[Cmd, bytes]:
         return Cmd.DEL_SERVICE, service_key_attr(op.key)
     assert isinstance(op, Flush)
     return Cmd.FLUSH, b""
+
+
+def encode_ops(family: int, first: int, ops: Sequence[Op]) -> bytes:
+    """One datagram: every op as one request, sequence numbers from ``first``, only the last
+    asking for an acknowledgement.  The bytes of :func:`encode` over :func:`op_payload`
+    (tested); a run of destination ops of one service encodes its identity once, and a full
+    destination request is one ``struct`` pack (the fields of :func:`ipvs.wire.dest_attr`)."""
+    parts: list[bytes] = []
+    add = parts.append
+    header = _HEADER.pack
+    htons = _HTONS
+    last = first + len(ops) - 1
+    key: ServiceKey | None = None
+    key_attr = b""
+    pack = pack_key = header
+    full = short = 0
+    seq = first
+    for op in ops:
+        flags = NLM_F_REQUEST | NLM_F_ACK if seq == last else NLM_F_REQUEST
+        if isinstance(op, (AddDest, EditDest, DelDest)):
+            if op.service is not key:
+                key = op.service
+                key_attr = service_key_attr(key)
+                pack = dest_request(len(key_attr)).pack
+                pack_key = dest_request(len(key_attr), DEST_KEY_FIELDS).pack
+                full = 20 + len(key_attr) + DEST_LEN
+                short = 20 + len(key_attr) + DEST_KEY_LEN
+            if isinstance(op, DelDest):
+                dkey = op.dest
+                addr = dkey.addr
+                add(pack_key(
+                    short, family, flags, seq, 0, _DEL_DEST, 1, 0, key_attr, DEST_KEY_LEN, 2,
+                    6, 11, _AF_INET6 if isinstance(addr, IPv6Address) else _AF_INET,
+                    20, 1, addr.packed, 6, 2, htons(dkey.port)))
+            else:
+                dest = op.dest
+                dkey = dest.key
+                addr = dkey.addr
+                add(pack(
+                    full, family, flags, seq, 0,
+                    _NEW_DEST if isinstance(op, AddDest) else _SET_DEST, 1, 0, key_attr,
+                    DEST_LEN, 2,
+                    6, 11, dest.af or (_AF_INET6 if isinstance(addr, IPv6Address) else _AF_INET),
+                    20, 1, addr.packed, 6, 2, htons(dkey.port),
+                    8, 3, dest.forward, 8, 4, dest.weight, 8, 5, dest.u_threshold,
+                    8, 6, dest.l_threshold, 5, 13, dest.tun_type, 6, 14, htons(dest.tun_port),
+                    6, 15, dest.tun_flags))
+        else:
+            cmd, body = op_payload(op)
+            add(header(20 + len(body), family, flags, seq, 0, cmd, 1, 0))
+            add(body)
+        seq += 1
+    return b"".join(parts)
 
 
 def error_for(code: int, op: object) -> IPVSError:
@@ -126,6 +203,9 @@ class BatchSender:
         self._seq = 0
         self._buf = bytearray(BUFSIZE)
         self._view = memoryview(self._buf)
+        self._programmed: list[Sequence[Op]] = []  # done ops not yet shown to the decoder
+        self._programmed_count = 0
+        self._stale: list[object] = []  # decoded objects being replaced (by id)
 
     async def open(self) -> None:
         if self._sock is not None:
@@ -207,40 +287,85 @@ class BatchSender:
 
     async def run(self, ops: Sequence[Op]) -> list[IPVSError | None]:
         """Send every op (in order); one result per op: None = done, else the kernel's error."""
+        failed = await self.failures(ops)
+        return [failed.get(i) for i in range(len(ops))]
+
+    async def failures(self, ops: Sequence[Op]) -> dict[int, IPVSError]:
+        """Send every op (in order); the kernel's error of each op that failed, by index."""
         await self.open()
-        results: list[IPVSError | None] = []
+        failed: dict[int, IPVSError] = {}
         for start in range(0, len(ops), self.chunk):
             if start:
                 await asyncio.sleep(0)  # let timers (VRRP adverts) run between chunks
-            results += await self._run_chunk(ops[start:start + self.chunk])
-        return results
+            chunk = ops[start:start + self.chunk]
+            errors = await self._run_chunk(chunk)
+            for i, error in errors.items():
+                failed[start + i] = error
+            self._remember(chunk, errors)
+        return failed
 
-    async def _run_chunk(self, ops: Sequence[Op]) -> list[IPVSError | None]:
-        family = self._family
+    async def _run_chunk(self, ops: Sequence[Op]) -> dict[int, IPVSError]:
         first = self._seq + 1
-        last = first + len(ops) - 1
-        self._seq = last
-        parts = []
-        for seq, op in enumerate(ops, first):
-            cmd, payload = op_payload(op)
-            flags = NLM_F_REQUEST | NLM_F_ACK if seq == last else NLM_F_REQUEST
-            parts.append(encode(family, seq, cmd, payload, flags=flags))
-        self._send(b"".join(parts))
-        results: list[IPVSError | None] = [None] * len(ops)
+        last = self._seq = first + len(ops) - 1
+        self._send(encode_ops(self._family, first, ops))
+        failed: dict[int, IPVSError] = {}
         while True:
             data = await self._recv()
-            pos, end = 0, len(data)
-            while pos + 16 <= end:
-                length, kind, _flags, seq = _MSG.unpack_from(data, pos)
-                if length < 16:
-                    break
+            for pos, _length, kind, seq in messages(data):
                 if kind == NLMSG_ERROR and first <= seq <= last:
                     code = -_ERR.unpack_from(data, pos + 16)[0]
                     if code:
-                        results[seq - first] = error_for(code, ops[seq - first])
+                        failed[seq - first] = error_for(code, ops[seq - first])
                     if seq == last:
-                        return results
-                pos += (length + 3) & ~3
+                        return failed
+
+    def _remember(self, ops: Sequence[Op], failed: dict[int, IPVSError]) -> None:
+        """Keep the destinations the kernel accepted for the decoder of the next dump."""
+        if failed:
+            ops = [op for i, op in enumerate(ops) if i not in failed]
+        self._programmed_count += len(ops)
+        if self._programmed_count > PRIME_MAX:  # no dump for long: an optimisation, drop it
+            self._programmed.clear()
+            self._programmed_count = 0
+            self._stale.clear()
+        else:
+            self._programmed.append(ops)
+
+    def expect(self, service: Service | None, key: ServiceKey, dests: Iterable[Destination],
+               instead_of: Iterable[object] = ()) -> None:
+        """``service`` (when not None) and ``dests`` of service ``key`` are in the kernel as
+        such (adopted, found equal): decode them as these objects from the next dump on
+        (after what was programmed before), also where a payload was decoded before as one of
+        the objects ``instead_of`` (what the last dump gave)."""
+        ops: list[Op] = [] if service is None else [EditService(service)]
+        self._remember(ops + [EditDest(key, d) for d in dests], {})
+        self._stale += instead_of
+
+    @property
+    def primed_generation(self) -> int:
+        """Changes when the decoder forgot what it was primed with (see :meth:`expect`)."""
+        return self.decoder.generation
+
+    def _prime(self) -> None:
+        decoder = self.decoder
+        for ops in self._programmed:
+            key: ServiceKey | None = None
+            run: list[Destination] = []
+            for op in ops:
+                if isinstance(op, (AddService, EditService)):
+                    decoder.prime_service(op.service)
+                elif isinstance(op, (AddDest, EditDest)):
+                    if op.service is not key:
+                        if run and key is not None:
+                            decoder.prime(key.af, run)
+                        key, run = op.service, []
+                    run.append(op.dest)
+            if run and key is not None:
+                decoder.prime(key.af, run)
+        decoder.decode_again(self._stale)
+        self._programmed.clear()
+        self._programmed_count = 0
+        self._stale.clear()
 
     async def _one(self, op: Op) -> None:
         (error,) = await self.run([op])
@@ -254,17 +379,12 @@ class BatchSender:
         self._send(encode(self._family, seq, cmd, payload))
         while True:
             data = await self._recv()
-            pos = 0
-            while pos + 16 <= len(data):
-                length, kind, _flags, mseq = _MSG.unpack_from(data, pos)
-                if length < 16:
-                    break
+            for pos, _length, kind, mseq in messages(data):
                 if kind == NLMSG_ERROR and mseq == seq:
                     code = -_ERR.unpack_from(data, pos + 16)[0]
                     if code:
                         raise error_for(code, _Named(name))
                     return
-                pos += (length + 3) & ~3
 
     # ------------------------------------------------------------ IpvsBackend
 
@@ -315,7 +435,9 @@ class BatchSender:
         ``IPVSClient.dump_services`` returns."""
         await self.open()
         decoder = self.decoder
+        dest = decoder.dest
         decoder.next_dump()
+        self._prime()
         services = [decoder.service(p) for p in await self._dump(Cmd.GET_SERVICE, b"",
                                                                   CMD_SERVICE)]
         out = []
@@ -325,7 +447,8 @@ class BatchSender:
                 found = await self._dump(Cmd.GET_DEST, service_key_attr(key), CMD_DEST)
             except NotFound:  # deleted between the two dumps
                 continue
-            out.append(decoder.with_dests(svc, tuple(decoder.dest(p, key.af) for p in found)))
+            af = key.af
+            out.append(decoder.with_dests(svc, tuple([dest(p, af) for p in found])))
             if n % DUMP_YIELD == 0:
                 await asyncio.sleep(0)
         return out
@@ -337,29 +460,26 @@ class BatchSender:
         family = self._family
         self._send(encode(family, seq, cmd, payload, flags=NLM_F_REQUEST | NLM_F_DUMP))
         found: list[bytes] = []
+        nla = _NLA.unpack_from
         while True:
             data = await self._recv()
-            pos, end = 0, len(data)
-            while pos + 16 <= end:
-                length, kind, _flags, mseq = _MSG.unpack_from(data, pos)
-                if length < 16:
-                    break
-                if mseq == seq:
-                    if kind == NLMSG_DONE:
-                        return found
-                    if kind == NLMSG_ERROR:
-                        code = -_ERR.unpack_from(data, pos + 16)[0]
-                        if code:
-                            raise error_for(code, _Named(cmd.name))
-                        return found
-                    if kind == family:
-                        apos, aend = pos + 20, pos + length
-                        while apos + 4 <= aend:
-                            alen, akind = _NLA.unpack_from(data, apos)
-                            if alen < 4:
-                                break
-                            if akind & 0x3FFF == want:
-                                found.append(bytes(data[apos + 4:apos + alen]))
-                                break
-                            apos += (alen + 3) & ~3
-                pos += (length + 3) & ~3
+            for pos, length, kind, mseq in messages(data):
+                if mseq != seq:
+                    continue
+                if kind == family:
+                    apos, aend = pos + 20, pos + length
+                    while apos + 4 <= aend:  # the kernel puts it first: usually one step
+                        alen, akind = nla(data, apos)
+                        if alen < 4:
+                            break
+                        if akind & 0x3FFF == want:
+                            found.append(bytes(data[apos + 4:apos + alen]))
+                            break
+                        apos += (alen + 3) & ~3
+                elif kind == NLMSG_DONE:
+                    return found
+                elif kind == NLMSG_ERROR:
+                    code = -_ERR.unpack_from(data, pos + 16)[0]
+                    if code:
+                        raise error_for(code, _Named(cmd.name))
+                    return found

@@ -13,6 +13,11 @@ A 1,000 x 10 table is 11,000 reply payloads per sync.  Decoding each through
   earlier dumps when unchanged, so only counters are rebuilt.
 
 Results are equal (``==``) to :func:`ipvs.replies.service` / :func:`ipvs.replies.dest`.
+
+:meth:`DumpDecoder.prime` goes one step further for what we programmed ourselves: a
+destination the kernel reports with exactly the values of a ``Destination`` we sent is decoded
+as that very object (services likewise, :meth:`DumpDecoder.prime_service`), so the reconciler
+recognises it by identity, without comparing fields.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import operator
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -31,13 +36,20 @@ from .model import (
     Forward,
     ObservedDestination,
     ObservedService,
+    Service,
+    ServiceKey,
     Stats,
     TunnelType,
 )
 
 _NLA = struct.Struct("=HH")
 _NTOHS = socket.ntohs
+_HTONS = socket.htons
 FWD_MASK = 0x0007
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_PAD4 = bytes(12)  # an IPv4 nf_inet_addr: the address, then zeros
+_FORWARDS = {int(f): f for f in Forward}  # Forward(x) without the enum machinery
+_TUNNELS = {int(t): t for t in TunnelType}
 
 # scalar IPVS_DEST_ATTR_* -> (name, struct code, attribute length)
 _DEST_SCALARS: dict[int, tuple[str, str, int]] = {
@@ -144,6 +156,11 @@ class DumpDecoder:
         self._combined: dict[int, tuple[ObservedService, ObservedService]] = {}
         self._combined_next: dict[int, tuple[ObservedService, ObservedService]] = {}
         self.reused = self.fast = self.slow = 0  # counters of the last dump
+        self.generation = 0  # +1 each time the primed destinations are forgotten
+        # objects a prime replaced, by id (kept alive, so that no other object takes the id)
+        self._replaced: dict[int, object] = {}
+        self._our_services: dict[ServiceKey, Service] = {}  # primed services
+        self._replaced_dumps = 0
 
     def next_dump(self) -> None:
         """Forget everything older than the previous dump (bounds the caches)."""
@@ -151,17 +168,73 @@ class DumpDecoder:
         self._dests = (self._dests[1], {})
         self._combined, self._combined_next = self._combined_next, {}
         limit = 2 * max(4096, len(self._dests[0]))
-        if len(self._configs) > limit:
+        if len(self._configs) > limit or len(self._our_services) > limit:
             self._configs = {}
+            self._our_services = {}
+            self.generation += 1  # what was primed is forgotten too
         if len(self._stats) > limit:
             self._stats = {}
+        if self._replaced:  # two dumps later no cached payload can decode to them any more
+            self._replaced_dumps -= 1
+            if self._replaced_dumps < 0:
+                self._replaced = {}
         self.reused = self.fast = self.slow = 0
+
+    def prime(self, service_af: int, dests: Iterable[Destination]) -> None:
+        """Decode a destination reported with exactly the values of one of ``dests`` (of a
+        service of family ``service_af``) as that object: what we programmed comes back
+        identical.  A destination whose values would not decode back to an equal object
+        (scoped IPv6, an ``af`` equal to the service's) is skipped; the kernel reporting
+        other values simply misses."""
+        configs = self._configs
+        for dest in dests:
+            key = dest.key
+            addr = key.addr
+            family = dest.af or service_af
+            if family == _AF_INET and type(addr) is IPv4Address:
+                raw = addr.packed + _PAD4
+            elif (family == _AF_INET6 and type(addr) is IPv6Address
+                  and addr.scope_id is None):
+                raw = addr.packed
+            else:
+                continue
+            if dest.af == service_af:
+                continue  # decodes as 0 (the service's family)
+            config = (raw, _HTONS(key.port), int(dest.forward), dest.weight, dest.u_threshold,
+                      dest.l_threshold, family, int(dest.tun_type), _HTONS(dest.tun_port),
+                      dest.tun_flags, service_af)
+            before = configs.get(config)
+            if before is not dest:
+                configs[config] = dest
+                if before is not None:  # payloads cached with the old object: decode again
+                    self._replaced[id(before)] = before
+                    self._replaced_dumps = 1
+
+    def decode_again(self, objects: Iterable[object]) -> None:
+        """Payloads cached as decoding to one of ``objects`` are decoded again (by the
+        current primes) in the next two dumps."""
+        for obj in objects:
+            self._replaced[id(obj)] = obj
+            self._replaced_dumps = 1
+
+    def prime_service(self, service: Service) -> None:
+        """Decode the service reported with exactly the values of ``service`` as that object
+        (as :meth:`prime` for destinations)."""
+        before = self._our_services.get(service.key)
+        if before is not service:
+            self._our_services[service.key] = service
+            if before is not None:
+                self._replaced[id(before)] = before
+                self._replaced_dumps = 1
 
     def service(self, payload: bytes) -> ObservedService:
         old, new = self._services
         found = new.get(payload) or old.get(payload)
-        if found is None:
+        if found is None or (self._replaced and id(found.service) in self._replaced):
             found = replies.service(payload)
+            ours = self._our_services.get(found.service.key)
+            if ours is not None and ours == found.service:
+                found = ObservedService(ours, found.dests, found.stats)
         else:
             self.reused += 1
         new[payload] = found
@@ -174,7 +247,7 @@ class DumpDecoder:
             return service
         old = self._combined.get(id(service))
         if old is not None and old[0] is service and len(old[1].dests) == len(dests) and all(
-                a is b for a, b in zip(old[1].dests, dests, strict=True)):
+                map(operator.is_, old[1].dests, dests)):
             combined = old[1]
         else:
             combined = ObservedService(service.service, dests, service.stats)
@@ -185,7 +258,7 @@ class DumpDecoder:
         old, new = self._dests
         key = (service_af, payload)
         found = new.get(key) or old.get(key)
-        if found is None:
+        if found is None or (self._replaced and id(found.dest) in self._replaced):
             found = self._decode(payload, service_af)
         else:
             self.reused += 1
@@ -217,12 +290,15 @@ class DumpDecoder:
         if dest is None:
             addr, port, fwd, weight, u, low, af, tun_type, tun_port, tun_flags, _ = config
             af = af or service_af
+            forward = _FORWARDS.get(fwd & FWD_MASK)
+            tunnel = _TUNNELS.get(tun_type)  # (None: the enum's own ValueError below)
             dest = Destination(
-                key=DestKey(IPv6Address(addr) if af == socket.AF_INET6 else IPv4Address(addr[:4]),
-                            _NTOHS(port)),
-                weight=weight, forward=Forward(fwd & FWD_MASK), u_threshold=u,
-                l_threshold=low, af=0 if af == service_af else af,
-                tun_type=TunnelType(tun_type), tun_port=_NTOHS(tun_port), tun_flags=tun_flags)
+                DestKey(IPv6Address(addr) if af == _AF_INET6 else IPv4Address(addr[:4]),
+                        _NTOHS(port)),
+                weight, Forward(fwd & FWD_MASK) if forward is None else forward, u, low,
+                0 if af == service_af else af,
+                TunnelType(tun_type) if tunnel is None else tunnel, _NTOHS(tun_port),
+                tun_flags)
             self._configs[config] = dest
         counters = layout.stats(values)
         stats = self._stats.get(counters)

@@ -45,6 +45,9 @@ class ServiceKey:
     addr: Address | None = None
     port: int = 0
     fwmark: int = 0
+    # computed once: keys are hashed many times per sync (tables, sets, lookups), and hashing
+    # an address object runs Python code
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.fwmark:
@@ -52,6 +55,11 @@ class ServiceKey:
                 raise ValueError("a fwmark service has no address or protocol")
         elif self.addr is None or self.protocol is None:
             raise ValueError("a service needs an address and protocol, or a fwmark")
+        object.__setattr__(self, "_hash",
+                           hash((self.af, self.protocol, self.addr, self.port, self.fwmark)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,13 @@ class Service:
 class DestKey:
     addr: Address
     port: int
+    _hash: int = field(init=False, repr=False, compare=False)  # as ServiceKey's
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.addr, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)

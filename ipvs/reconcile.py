@@ -25,7 +25,8 @@ counters and the tunnel fields of non-tunnel destinations are ignored.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from operator import attrgetter, is_
 
 from ipvs.model import (
     Destination,
@@ -39,6 +40,7 @@ from ipvs.model import (
 )
 
 _ZERO = Stats()  # shared by every new entry (frozen)
+_DEST = attrgetter("dest")
 
 # Flags the kernel sets on its own; never compared, never sent.
 KERNEL_FLAGS = frozenset({"hashed"})
@@ -156,21 +158,35 @@ def plan(desired: DesiredState, observed: ObservedState, owned: Iterable[Service
     return ops
 
 
+def same_objects(want: Sequence[Destination], have: Sequence[ObservedDestination]) -> bool:
+    """``have`` holds the very objects of ``want``, in any order: the cached table after our
+    own ops, or a dump decoded with them (``ipvs.dumpdecode.DumpDecoder.prime``; the kernel
+    lists the newest destination first)."""
+    if len(want) != len(have):
+        return False
+    dests = list(map(_DEST, have))
+    if all(map(is_, reversed(want), dests)) or all(map(is_, want, dests)):
+        return True
+    ids = set(map(id, want))
+    return len(ids) == len(want) and ids == set(map(id, dests))
+
+
 def _dest_ops(
     key: ServiceKey, want: Sequence[Destination], have: Sequence[ObservedDestination]
 ) -> list[Op]:
-    if len(want) == len(have) and all(w is o.dest for w, o in zip(want, have, strict=True)):
-        return []  # the very objects we programmed (the cached table after our own ops)
+    if same_objects(want, have):
+        return []
     current = {o.dest.key: o.dest for o in have}
     wanted_keys = set()
     adds: list[Op] = []
     edits: list[Op] = []
+    af = key.af
     for d in want:
         wanted_keys.add(d.key)
         old = current.get(d.key)
         if old is None:
             adds.append(AddDest(key, d))
-        elif not same_dest(d, old, key.af):
+        elif old is not d and not same_dest(d, old, af):
             edits.append(EditDest(key, d))
     dels: list[Op] = [DelDest(key, o.dest.key) for o in have if o.dest.key not in wanted_keys]
     return adds + edits + dels
@@ -224,37 +240,44 @@ def apply(observed: ObservedState, ops: Iterable[Op]) -> dict[ServiceKey, Observ
     """
     table: dict[ServiceKey, ObservedService] = dict(observed)
     touched: dict[ServiceKey, dict[DestKey, ObservedDestination]] = {}
-
-    def dests_of(key: ServiceKey) -> dict[DestKey, ObservedDestination]:
-        found = touched.get(key)
-        if found is None:
-            found = touched[key] = {o.dest.key: o for o in table[key].dests}
-        return found
+    key: ServiceKey | None = None  # the service of the last destination op (runs of ops
+    dests: dict[DestKey, ObservedDestination] = {}  # on one service look it up once)
 
     for op in ops:
+        if isinstance(op, (AddDest, EditDest, DelDest)):
+            if op.service is not key:
+                key = op.service
+                found = touched.get(key)
+                if found is None:
+                    found = touched[key] = {o.dest.key: o for o in table[key].dests}
+                dests = found
+            if isinstance(op, AddDest):
+                new = ObservedDestination(op.dest, 0, 0, 0, _ZERO)
+                if dests.setdefault(op.dest.key, new) is not new:
+                    raise ValueError(f"destination exists: {op.dest.key}")
+            elif isinstance(op, EditDest):
+                old = dests[op.dest.key]
+                dests[op.dest.key] = ObservedDestination(
+                    op.dest, old.active_conns, old.inactive_conns, old.persist_conns, old.stats)
+            else:
+                del dests[op.dest]
+            continue
+        key = None  # the table changes: look the next service up again
         if isinstance(op, Flush):
             table.clear()
             touched.clear()
         elif isinstance(op, AddService):
             if op.service.key in table:
                 raise ValueError(f"service exists: {op.service.key}")
-            table[op.service.key] = ObservedService(service=op.service)
+            table[op.service.key] = ObservedService(op.service, (), _ZERO)
             touched[op.service.key] = {}
         elif isinstance(op, EditService):
-            table[op.service.key] = replace(table[op.service.key], service=op.service)
-        elif isinstance(op, DelService):
+            have = table[op.service.key]
+            table[op.service.key] = ObservedService(op.service, have.dests, have.stats)
+        else:
             del table[op.key]
             touched.pop(op.key, None)
-        else:
-            dests = dests_of(op.service)
-            if isinstance(op, AddDest):
-                if op.dest.key in dests:
-                    raise ValueError(f"destination exists: {op.dest.key}")
-                dests[op.dest.key] = ObservedDestination(op.dest, 0, 0, 0, _ZERO)
-            elif isinstance(op, EditDest):
-                dests[op.dest.key] = replace(dests[op.dest.key], dest=op.dest)
-            else:
-                del dests[op.dest]
-    for key, dests in touched.items():
-        table[key] = replace(table[key], dests=tuple(dests.values()))
+    for skey, sdests in touched.items():
+        have = table[skey]
+        table[skey] = ObservedService(have.service, tuple(sdests.values()), have.stats)
     return table

@@ -140,31 +140,45 @@ def service_nla(service: Service) -> list[bytes]:
 
 
 # A whole destination in one pack (ports pre-swapped to network order): the attributes
-# ipvs.netlink.dest_attrs lists, in the same order, with the same padding.
-_DEST = struct.Struct("=HHH2x HH16s HHH2x HHI HHI HHI HHI HHB3x HHH2x HHH2x")
-_DEST_KEY = struct.Struct("=HHH2x HH16s HHH2x")
+# ipvs.netlink.dest_attrs lists, in the same order, with the same padding, behind the header
+# of the nested IPVS_CMD_ATTR_DEST.
+DEST_FIELDS = "HH HHH2x HH16s HHH2x HHI HHI HHI HHI HHB3x HHH2x HHH2x"
+_DEST = struct.Struct("=" + DEST_FIELDS)
+DEST_KEY_FIELDS = "HH HHH2x HH16s HHH2x"
+_DEST_KEY = struct.Struct("=" + DEST_KEY_FIELDS)
+DEST_LEN, DEST_KEY_LEN = _DEST.size, _DEST_KEY.size
 _HTONS = socket.htons
-_DEST_HDR = struct.pack("=HH", 4 + _DEST.size, 2)  # nested IPVS_CMD_ATTR_DEST
-_DEST_KEY_HDR = struct.pack("=HH", 4 + _DEST_KEY.size, 2)
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 
 
 def dest_attr(dest: Destination) -> bytes:
     """The nested IPVS_CMD_ATTR_DEST of a full destination (the hot path of bulk adds)."""
     key = dest.key
-    family = dest.af or (socket.AF_INET6 if key.addr.version == 6 else socket.AF_INET)
-    return _DEST_HDR + _DEST.pack(
-        6, 11, family, 20, 1, key.addr.packed, 6, 2, _HTONS(key.port),
-        8, 3, int(dest.forward), 8, 4, dest.weight, 8, 5, dest.u_threshold,
-        8, 6, dest.l_threshold, 5, 13, int(dest.tun_type), 6, 14, _HTONS(dest.tun_port),
+    addr = key.addr
+    return _DEST.pack(
+        DEST_LEN, 2,
+        6, 11, dest.af or (_AF_INET6 if isinstance(addr, IPv6Address) else _AF_INET),
+        20, 1, addr.packed, 6, 2, _HTONS(key.port),
+        8, 3, dest.forward, 8, 4, dest.weight, 8, 5, dest.u_threshold,
+        8, 6, dest.l_threshold, 5, 13, dest.tun_type, 6, 14, _HTONS(dest.tun_port),
         6, 15, dest.tun_flags,
     )
 
 
 def dest_key_attr(key: DestKey) -> bytes:
     """The nested IPVS_CMD_ATTR_DEST naming a destination (delete)."""
-    family = socket.AF_INET6 if key.addr.version == 6 else socket.AF_INET
-    return _DEST_KEY_HDR + _DEST_KEY.pack(
-        6, 11, family, 20, 1, key.addr.packed, 6, 2, _HTONS(key.port))
+    addr = key.addr
+    return _DEST_KEY.pack(
+        DEST_KEY_LEN, 2, 6, 11, _AF_INET6 if isinstance(addr, IPv6Address) else _AF_INET,
+        20, 1, addr.packed, 6, 2, _HTONS(key.port))
+
+
+@functools.lru_cache(maxsize=16)
+def dest_request(key_len: int, fields: str = DEST_FIELDS) -> struct.Struct:
+    """A whole destination request in one pack: the message header, a service identity of
+    ``key_len`` bytes (:func:`service_key_attr`), the fields of :func:`dest_attr` (or of
+    :func:`dest_key_attr` with ``DEST_KEY_FIELDS``)."""
+    return struct.Struct(f"=IHHIIBBH{key_len}s{fields}")
 
 
 @functools.lru_cache(maxsize=8192)

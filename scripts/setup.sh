@@ -23,6 +23,11 @@ fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -e "$stamp" ]; then
     echo "== pip install -e .[test]"
+    # a plain .pth path entry (pyproject's package-dir), not a meta-path finder: every vrrpd
+    # process starts faster (issue 4); say so if a setuptools version installs a finder again
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    if compgen -G ".venv/lib/python3*/site-packages/__editable___vrrpd_*_finder.py" >/dev/null; then
+        echo "warning: the editable install uses a meta-path finder (slower start-up)" >&2
+    fi
     rm -f .venv/.installed-*; touch "$stamp"
 fi

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -22,10 +23,26 @@ def short_hostname() -> str:
     return socket.gethostname().split(".", 1)[0]
 
 
+def help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter, its width found as ``shutil.get_terminal_size`` does: argparse
+    imports ``shutil`` (and with it bz2 and lzma) for this on every start-up otherwise."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return argparse.HelpFormatter(prog, width=(columns or 80) - 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vrrpd",
         description="keepalived-compatible VRRPv2 + LVS daemon",
+        formatter_class=help_formatter,
     )
     p.add_argument("-f", "--use-file", dest="config", default=DEFAULT_CONF, metavar="CONF",
                    help=f"config file (default {DEFAULT_CONF})")
@@ -69,13 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["debug", "info", "warning", "error"], help="log level")
     p.add_argument("--log-format", default="auto", choices=["auto", "json", "console"],
                    help="log format (auto: console on a TTY, JSON otherwise)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="vrrpd only: IPVS start cache, replayed at a cold start before the "
+                        "config is parsed (default /var/cache/vrrpd)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="vrrpd only: neither replay nor write the IPVS start cache")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vrrpd import fast_start
+
+    if argv is None:  # a real process start (the vrrpd script; python -m vrrpd did it already)
+        fast_start.early(sys.argv[1:])
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["status"]:
-        from vrrpd.control import status_main
+        from vrrpd.control_client import status_main  # no asyncio for a CLI call
 
         return status_main(argv[1:])
     if argv[:1] == ["demo"]:
@@ -93,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_check(args.config, config_id=config_id, dump=args.dump_config,
                          out=sys.stdout, err=sys.stderr)
+    fast_start.settle(args.config, config_id, args.cache_dir, args.no_cache)
     from vrrpd.daemon import run_daemon
 
     return run_daemon(args, config_id=config_id)

@@ -17,12 +17,12 @@ every connection's SO_PEERCRED uid must be 0 or the daemon's own uid; others get
 daemon answering) is an error, as is a non-socket file at the path.
 
 Client: :func:`request` (blocking, for the CLI) and :func:`status_main` for
-``vrrpd status [--json] [--socket PATH]``.
+``vrrpd status [--json] [--socket PATH]`` live in :mod:`vrrpd.control_client` (no asyncio or
+structlog import for a CLI call) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import inspect
@@ -31,31 +31,31 @@ import os
 import socket
 import stat
 import struct
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 
+from vrrpd.control_client import (
+    DEFAULT_SOCKET,
+    SOCKET_ENV,
+    ControlError,
+    Reply,
+    request,
+    status_main,
+)
 from vrrpd.status import StatusDocument
 
-__all__ = ["DEFAULT_SOCKET", "MAX_REQUEST", "ControlError", "ControlServer", "merge_documents",
-           "request", "status_main"]
+__all__ = ["DEFAULT_SOCKET", "MAX_REQUEST", "SOCKET_ENV", "ControlError", "ControlServer", "Reply",
+           "merge_documents", "request", "status_main"]
 
 log = structlog.get_logger("vrrpd.control")
 
-DEFAULT_SOCKET = "/run/vrrpd/vrrpd.ctl"
-SOCKET_ENV = "VRRPD_CONTROL_SOCKET"
 MAX_REQUEST = 64 * 1024
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
-Reply = dict[str, Any]
 Handler = Callable[[dict[str, Any]], Any]  # request -> reply (or an awaitable of one)
-
-
-class ControlError(Exception):
-    """The client could not talk to the daemon."""
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -273,77 +273,3 @@ def merge_documents(daemon: Mapping[str, Any], docs: Mapping[str, Mapping[str, A
         merged["mail"]["last_error"] = next((m["last_error"] for m in mails
                                              if m.get("last_error")), None)
     return merged
-
-
-# ---- client -------------------------------------------------------------------------------
-
-
-def request(path: str | os.PathLike[str], payload: Mapping[str, Any], *,
-            timeout: float = 10.0) -> Reply:
-    """Send one request, return the reply (blocking).  ``ControlError`` if unreachable."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.connect(os.fspath(path))
-        except FileNotFoundError:
-            raise ControlError(f"{path}: no such socket (is vrrpd running?)") from None
-        except PermissionError:
-            raise ControlError(f"{path}: permission denied (root only)") from None
-        except OSError as exc:
-            raise ControlError(f"{path}: {exc.strerror or exc}") from None
-        try:
-            s.sendall(json.dumps(dict(payload)).encode() + b"\n")
-            buf = bytearray()
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(1 << 16)
-                if not chunk:
-                    break
-                buf += chunk
-        except OSError as exc:
-            raise ControlError(f"{path}: {exc}") from None
-    if not buf:
-        raise ControlError(f"{path}: the daemon closed the connection without a reply")
-    try:
-        reply = json.loads(buf)
-    except ValueError as exc:
-        raise ControlError(f"{path}: unreadable reply: {exc}") from None
-    if not isinstance(reply, dict):
-        raise ControlError(f"{path}: unexpected reply {reply!r}")
-    return reply
-
-
-EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING = 0, 1, 3
-
-
-def status_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
-                err: TextIO | None = None) -> int:
-    """``vrrpd status [--json] [--socket PATH] [--timeout S]``.
-
-    Exit 0 with the status printed; 3 when the daemon cannot be reached (LSB "not
-    running"); 1 when it answered with an error."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    p = argparse.ArgumentParser(prog="vrrpd status",
-                                description="show what the running vrrpd is doing")
-    p.add_argument("--json", action="store_true", help="the full status document as JSON")
-    p.add_argument("--socket", default=os.environ.get(SOCKET_ENV, DEFAULT_SOCKET),
-                   metavar="PATH", help=f"control socket (default {DEFAULT_SOCKET}, "
-                                        f"or ${SOCKET_ENV})")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S")
-    args = p.parse_args(list(argv) if argv is not None else None)
-    try:
-        reply = request(args.socket, {"cmd": "status"}, timeout=args.timeout)
-    except ControlError as exc:
-        print(f"vrrpd status: {exc}", file=err)
-        return EXIT_NOT_RUNNING
-    if not reply.get("ok") or not isinstance(reply.get("status"), dict):
-        print(f"vrrpd status: {reply.get('error', 'bad reply')}", file=err)
-        return EXIT_ERROR
-    if args.json:
-        json.dump(reply["status"], out, indent=2)
-        out.write("\n")
-    else:
-        from vrrpd.status_text import format_status
-
-        out.write(format_status(reply["status"]))
-    return EXIT_OK

@@ -14,13 +14,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from vrrpd.config.errors import Diagnostic, Severity
-from vrrpd.config.model import Config
+
+if TYPE_CHECKING:
+    from vrrpd.config.model import Config, GlobalDefs
 
 EXIT_OK = 0
 EXIT_START_FAILED = 1
@@ -51,15 +52,22 @@ def report_diagnostics(diagnostics: Iterable[Diagnostic]) -> bool:
     return fatal
 
 
-def write_pid_files(paths: Iterable[str | None]) -> list[Path]:
-    """One process runs everything here, so every pid file given holds our pid."""
+def write_pid_files(paths: Iterable[str | None]) -> list[str]:
+    """One process runs everything here, so every pid file given holds our pid.  (os, not
+    pathlib: pathlib and its imports are not needed before the IPVS table is up.)"""
     written = []
     for p in paths:
         if p:
-            path = Path(p)
-            path.write_text(f"{os.getpid()}\n")
-            written.append(path)
+            with open(p, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            written.append(p)
     return written
+
+
+def mail_configured(g: GlobalDefs) -> bool:
+    """Whether smtp_alert mail can be sent at all (``vrrpd.mail.MailSettings.enabled``:
+    ``notification_email`` and an ``smtp_server``), decided without importing the mail code."""
+    return bool(g.notification_email) and bool(g.smtp_server_name or g.smtp_server)
 
 
 def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
@@ -71,9 +79,12 @@ def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
     and GARPs for ``vrrpd status``, the metrics and the SIGUSR dumps."""
     runners: list[tuple[str, Runner]] = []
     lvs_runner: Any = None
-    from vrrpd.alerts import MailPart  # smtp_alert: one alerter per process, from global_defs
+    mail: Any = None  # smtp_alert: one alerter per process, from global_defs
+    if mail_configured(config.global_defs):
+        from vrrpd.alerts import MailPart
 
-    mail = MailPart(config)
+        mail = MailPart(config)
+    mail_enabled = mail is not None and mail.enabled
     if not getattr(args, "vrrp", False) and config.virtual_servers:
         try:
             lvs = importlib.import_module("vrrpd.lvs")
@@ -85,7 +96,7 @@ def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
         else:
             extra: dict[str, Any] = {}
             factory_kw: dict[str, Any] = {}
-            if mail.enabled:  # checker transitions -> smtp_alert mails
+            if mail_enabled:  # checker transitions -> smtp_alert mails
                 checks = mail.checkers(lambda: lvs_runner.config)
                 factory_kw["on_event"] = checks.on_event
             from vrrpd.lvs_checks import lvs_notify_fifo
@@ -113,7 +124,7 @@ def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
             on_state = syncd.vrrp_state_changed
         vrrp_runner: Any = None
         on_group_state = None
-        if mail.enabled:  # VRRP instance / sync group transitions -> smtp_alert mails
+        if mail_enabled:  # VRRP instance / sync group transitions -> smtp_alert mails
             mailer = mail.vrrp(lambda: vrrp_runner.config)
             on_state, on_group_state = mailer.chain(on_state), mailer.on_group_state
         if ops is not None:
@@ -126,7 +137,7 @@ def build_runners(config: Config, args: argparse.Namespace, ops: Any = None
         else:
             vrrp_runner = VrrpRunner(config, on_state=on_state, on_group_state=on_group_state)
         runners.append(("vrrp", vrrp_runner))
-    if mail.enabled and runners:
+    if mail_enabled and runners:
         runners.insert(0, ("mail", mail))  # stopped last: the runners' STOP mails go out first
         if ops is not None:
             ops.mail = mail
@@ -215,10 +226,9 @@ async def reload_config(runners: list[tuple[str, Runner]], path: str, config_id:
     or FATAL diagnostic is rejected: the old one keeps running, every diagnostic is logged and
     the failure recorded for ``vrrpd status`` / metrics.  (keepalived applies a config with
     errors, dropping the bad items; with a good config already running, a typo must not
-    remove an instance.)  sd_notify RELOADING=1 ... READY=1."""
-    from functools import partial
-
-    from vrrpd.config.loader import load
+    remove an instance.)  sd_notify RELOADING=1 ... READY=1.  The parse is incremental
+    (``vrrpd.config.incremental``: only the changed blocks, same result as a full load)."""
+    from vrrpd.config.incremental import reloader
 
     loop = asyncio.get_running_loop()
     t0 = time.monotonic()
@@ -227,8 +237,7 @@ async def reload_config(runners: list[tuple[str, Runner]], path: str, config_id:
     errors: list[str] = []
     applied: list[str] = []
     try:
-        config, diagnostics = await loop.run_in_executor(
-            None, partial(load, path, config_id=config_id))
+        config, diagnostics = await loop.run_in_executor(None, reloader(path, config_id).load)
     except Exception as exc:  # the loader reports unreadable files itself; belt and braces
         config, diagnostics = None, ()
         errors.append(f"{path}: cannot load: {exc}")
@@ -382,11 +391,12 @@ def _early_handler(signum: int, _frame: object) -> None:
 
 
 def run_daemon(args: argparse.Namespace, config_id: str) -> int:
-    from vrrpd.config.loader import load
+    from vrrpd.config.incremental import reloader
     from vrrpd.supervisor_parts import child_setup, wants_isolation
 
     role = child_setup()  # a supervised child: die with the parent
-    config, diagnostics = load(args.config, config_id=config_id)
+    # What this load keeps lets a SIGHUP re-parse only the changed blocks (reload_config).
+    config, diagnostics = reloader(args.config, config_id).load()
     if role is not None:  # the parent printed them already
         diagnostics = tuple(d for d in diagnostics if d.severity >= Severity.FATAL)
     if report_diagnostics(diagnostics):
@@ -413,4 +423,4 @@ def run_daemon(args: argparse.Namespace, config_id: str) -> int:
     finally:
         for path in pid_files:
             with contextlib.suppress(OSError):
-                path.unlink()
+                os.unlink(path)

@@ -25,11 +25,10 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from healthcheck.events import OnEvent
 from healthcheck.model import ServerKey, VirtualServerSpec
 from ipvs.batch import BatchSender
 from ipvs.drain import DestRef, leaving_services, with_drains
@@ -44,12 +43,16 @@ from ipvs.reconcile import (
     Op,
     apply,
     plan,
+    same_objects,
     stop_plan,
 )
 from vrrpd.config.model import Config, FlushOnStop
 from vrrpd.lvs_checks import SpecCache
-from vrrpd.lvs_desired import CompileCache, CompiledVs, compile_config, desired
+from vrrpd.lvs_desired import CompileCache, CompiledVs, DesiredCache, compile_config, desired
 from vrrpd.lvs_kernel import IpvsBackend, describe, execute
+
+if TYPE_CHECKING:
+    from healthcheck.events import OnEvent  # its HealthCore import: only with checkers
 
 __all__ = ["CheckerFactory", "CheckerLike", "LvsRunner", "SyncResult", "stop_mode"]
 
@@ -150,6 +153,9 @@ class LvsRunner:
         self._spec_cache = SpecCache()
         self._compile_cache: CompileCache = {}
         self._compiled: list[CompiledVs] = compile_config(config, self._compile_cache)
+        self._desired_cache: DesiredCache = {}  # unchanged weights keep their objects
+        self._primed_generation = -1  # of the batch sender's decoder (_expect_identical)
+        self._expected: dict[ServiceKey, DesiredService] = {}  # last looked at
         self._weights: dict[str, Mapping[ServerKey, int]] = {}
         self._observed: dict[ServiceKey, ObservedService] = {}
         self._owned: set[ServiceKey] = set()
@@ -172,7 +178,7 @@ class LvsRunner:
         return self._observed
 
     def desired_state(self) -> dict[ServiceKey, DesiredService]:
-        return desired(self._compiled, self._weights)
+        return desired(self._compiled, self._weights, self._desired_cache)
 
     async def start(self) -> None:
         """Open IPVS (raises if the kernel has none), apply the global LVS settings, start the
@@ -206,6 +212,9 @@ class LvsRunner:
         added = sum(isinstance(o, AddService) for o in result.ops)
         log.info("lvs_started", services=len(self._owned), adopted=len(self._owned) - added,
                  ops=len(result.ops), failed=len(result.failed))
+        from vrrpd.lvs_cache import after_initial_sync  # the cold-start cache (fast_start)
+
+        after_initial_sync(self, result)
         self._hold = True
         try:
             await self._start_checkers()
@@ -374,7 +383,7 @@ class LvsRunner:
             await self._dump(result)
             if result.error is not None:
                 return result
-        want = desired(self._compiled, self._weights)
+        want = desired(self._compiled, self._weights, self._desired_cache)
         if not result.dumped and self.drain_timeout > 0:
             await self._refresh_leaving(want)
         drained = with_drains(want, self._observed, self._drains, now=self._clock(),
@@ -383,7 +392,33 @@ class LvsRunner:
         self._owned = set(want) | {k for k in self._owned if k in self._observed}
         await self._execute(plan(drained.desired, self._observed, self._owned), result)
         self._owned = set(want) | {k for k in self._owned if k in self._observed}
+        if self._batch is not None:
+            self._expect_identical(drained.desired)
         return result
+
+    def _expect_identical(self, want: Mapping[ServiceKey, DesiredService]) -> None:
+        """Desired entries the table holds as other objects (adopted, recompiled by a reload,
+        forgotten by the decoder): the next dumps return ours, plans compare by identity.
+        Only services changed since the last look, all when the decoder forgot."""
+        assert self._batch is not None
+        generation = self._batch.primed_generation
+        seen = self._expected if generation == self._primed_generation else {}
+        self._primed_generation = generation
+        for key, w in want.items():
+            last = seen.get(key)
+            if last is not None and last.service is w.service and last.dests is w.dests:
+                continue
+            have = self._observed.get(key)
+            if have is None:
+                continue
+            service = None if have.service is w.service else w.service
+            if service is not None or not same_objects(w.dests, have.dests):
+                mine = set(map(id, w.dests))
+                stale: list[object] = [o.dest for o in have.dests if id(o.dest) not in mine]
+                if service is not None:
+                    stale.append(have.service)
+                self._batch.expect(service, key, w.dests, stale)
+        self._expected = dict(want)
 
     async def _refresh_leaving(self, want: Mapping[ServiceKey, DesiredService]) -> None:
         """Draining decides on live connection counts: re-read the services whose
@@ -409,10 +444,13 @@ class LvsRunner:
         done: list[Op] = []
         self._need_dump = True  # until the cache has been updated (cancellation, crash)
         if self._batch is not None and len(ops) >= BATCH_MIN:
-            errors = await self._batch.run(ops)
-            for op, err in zip(ops, errors, strict=True):
-                result.ops.append(op)
-                self._outcome(op, err, result, done)
+            failed = await self._batch.failures(ops)
+            result.ops.extend(ops)
+            if failed:
+                for i, op in enumerate(ops):
+                    self._outcome(op, failed.get(i), result, done)
+            else:
+                done = ops
         else:
             broken: set[ServiceKey] = set()
             for op in ops:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -49,7 +49,9 @@ from vrrpd.config.model import (
     UdpCheck,
     VirtualServer,
 )
-from vrrpd.vrrp.notify import NotifyFifo
+
+if TYPE_CHECKING:
+    from vrrpd.vrrp.notify import NotifyFifo
 
 log = structlog.get_logger("vrrpd.lvs_checks")
 
@@ -207,6 +209,8 @@ class LvsNotifyFifo:
     without a reader keeps at most a pipe buffer of lines, then lines are dropped (logged)."""
 
     def __init__(self, paths: Sequence[str]) -> None:
+        from vrrpd.vrrp.notify import NotifyFifo  # only with a FIFO configured
+
         self.fifos: list[NotifyFifo] = []
         for path in dict.fromkeys(paths):
             try:

@@ -45,6 +45,7 @@ class CompiledVs:
     services: tuple[Service, ...]
     dests: Mapping[ServerKey, Destination]  # templates at the configured weight
     initial: Mapping[ServerKey, int]  # desired weights before any check ran
+    initial_dests: tuple[Destination, ...]  # ``initial`` applied to ``dests``
 
 
 def af_of(addr: IPv4Address | IPv6Address) -> int:
@@ -155,29 +156,40 @@ def compile_vs(vs: VirtualServer, groups: Mapping[str, VirtualServerGroup]) -> C
     if vs.sorry_server is not None:
         s = vs.sorry_server
         dests.setdefault((s.address, s.port), make_dest(s, 1, service_af))
+    initial = initial_weights(vs)
     return CompiledVs(
         vs_key=vs.key,
         services=tuple(make_service(vs, k) for k in keys),
         dests=dests,
-        initial=initial_weights(vs),
+        initial=initial,
+        initial_dests=weighted(dests, initial),
     )
 
 
-CompileCache = dict[tuple[VirtualServer, VirtualServerGroup | None], CompiledVs]
+# vs.key -> (the virtual server, its group, what they compiled to)
+CompileCache = dict[str, tuple[VirtualServer, VirtualServerGroup | None, CompiledVs]]
 
 
 def compile_config(config: Config, cache: CompileCache | None = None) -> list[CompiledVs]:
     """Every virtual server compiled; with ``cache`` (filled in place) a reload recompiles
-    only the virtual servers (or their groups) that changed."""
+    only the virtual servers (or their groups) that changed.
+
+    The cache is found by the virtual server's key and checked by equality (the very
+    objects, or equal ones from a fresh parse): hashing a whole virtual server with its real
+    servers and checkers would cost more than the comparison."""
     groups = config.virtual_server_groups
     out = []
     fresh: CompileCache = {}
     for vs in config.virtual_servers:
-        key = (vs, groups.get(vs.group) if vs.group is not None else None)
-        compiled = cache.get(key) if cache is not None else None
-        if compiled is None:
+        group = groups.get(vs.group) if vs.group is not None else None
+        key = vs.key
+        hit = cache.get(key) if cache is not None else None
+        if (hit is not None and (hit[0] is vs or hit[0] == vs)
+                and (hit[1] is group or hit[1] == group)):
+            compiled = hit[2]
+        else:
             compiled = compile_vs(vs, groups)
-        fresh[key] = compiled
+        fresh.setdefault(key, (vs, group, compiled))
         out.append(compiled)
     if cache is not None:
         cache.clear()
@@ -185,21 +197,48 @@ def compile_config(config: Config, cache: CompileCache | None = None) -> list[Co
     return out
 
 
-def desired(compiled: Sequence[CompiledVs], weights: Weights) -> dict[ServiceKey, DesiredService]:
+def weighted(templates: Mapping[ServerKey, Destination],
+             wanted: Mapping[ServerKey, int]) -> tuple[Destination, ...]:
+    """The destinations at the ``wanted`` weights, in that order (templates reused when the
+    weight is the configured one); servers the config does not know are ignored."""
+    dests = []
+    for key, weight in wanted.items():
+        template = templates.get(key)
+        if template is None:
+            continue
+        dests.append(template if template.weight == weight else replace(template, weight=weight))
+    return tuple(dests)
+
+
+# vs_key -> (compiled virtual server, the weights mapping, its destinations)
+DesiredCache = dict[str, tuple[CompiledVs, Mapping[ServerKey, int], tuple[Destination, ...]]]
+
+
+def desired(compiled: Sequence[CompiledVs], weights: Weights,
+            cache: DesiredCache | None = None) -> dict[ServiceKey, DesiredService]:
     """The reconciler's desired state; a VS missing from ``weights`` uses its initial weights.
 
-    A weight for a server the config does not know (stale checker state) is ignored.
+    A weight for a server the config does not know (stale checker state) is ignored.  With
+    ``cache`` (filled in place), a virtual server whose compiled form and weights mapping
+    are the very objects of the last call keeps its destination objects: unchanged entries
+    stay identical (the reconciler's cheapest comparison) and nothing is rebuilt.
     """
     out: dict[ServiceKey, DesiredService] = {}
+    fresh: DesiredCache = {}
     for vs in compiled:
-        wanted = weights.get(vs.vs_key, vs.initial)
+        wanted = weights.get(vs.vs_key)
+        if wanted is None:
+            dests = vs.initial_dests
+        else:
+            hit = cache.get(vs.vs_key) if cache is not None else None
+            if hit is not None and hit[0] is vs and hit[1] is wanted:
+                dests = hit[2]
+            else:
+                dests = weighted(vs.dests, wanted)
+            fresh[vs.vs_key] = (vs, wanted, dests)
         for svc in vs.services:
-            dests = []
-            for key, weight in wanted.items():
-                template = vs.dests.get(key)
-                if template is None:
-                    continue
-                dests.append(template if template.weight == weight
-                             else replace(template, weight=weight))
-            out[svc.key] = DesiredService(svc, tuple(dests))
+            out[svc.key] = DesiredService(svc, dests)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
     return out

@@ -158,6 +158,7 @@ class LvsStatus(TypedDict):
     failures: int
     last_error: str | None
     services_owned: int
+    fast_start: str | None  # the start-up IPVS replay (vrrpd.fast_start), e.g. "replayed ..."
 
 
 class ReloadStatus(TypedDict):

@@ -189,9 +189,12 @@ def service_text(key: Any) -> str:
 
 
 def lvs_stats(lvs: Any) -> LvsStatus:
+    from vrrpd.fast_start import summary
+
     s = lvs.stats
     return LvsStatus(syncs=s.syncs, dumps=s.dumps, ops=s.ops, failures=s.failures,
-                     last_error=s.last_error, services_owned=len(lvs.owned))
+                     last_error=s.last_error, services_owned=len(lvs.owned),
+                     fast_start=summary())
 
 
 def _zero_stats() -> IpvsStats:

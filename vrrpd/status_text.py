@@ -135,6 +135,8 @@ def format_status(doc: StatusDocument, *, now: float | None = None) -> str:
         lines.append(f"  IPVS: {lv['services_owned']} services, {lv['syncs']} syncs, "
                      f"{lv['ops']} ops, {lv['failures']} failures"
                      + (f" (last: {lv['last_error']})" if lv["last_error"] else ""))
+        if lv.get("fast_start"):
+            lines.append(f"  IPVS start cache: {lv['fast_start']}")
     mail = doc.get("mail")
     if mail:
         lines += ["", f"mail alerts: {mail['sent']} sent, {mail['failed']} failed, "

@@ -208,6 +208,10 @@ class Supervisor:
         env[ENV_PARENT] = str(os.getpid())
         env[ENV_ROLE] = child.role.name
         env["NOTIFY_SOCKET"] = child.notify_address
+        if child.role.name == "check":  # our start-up IPVS replay, for its log (fast_start)
+            from vrrpd.fast_start import child_env
+
+            env.update(child_env())
         return env
 
     def argv(self, child: Child) -> list[str]:

@@ -11,7 +11,6 @@ parent, which is how they report READY.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 from collections.abc import Callable
@@ -108,6 +107,8 @@ class BackoffPolicy:
 
 def set_pdeathsig(sig: int = signal.SIGKILL) -> bool:
     """prctl(PR_SET_PDEATHSIG): the kernel sends ``sig`` to this process when its parent dies."""
+    import ctypes  # only in a supervised child
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0

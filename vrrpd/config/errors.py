@@ -8,7 +8,6 @@ config cannot be used at all (keepalived's "cannot run").
 
 from __future__ import annotations
 
-import difflib
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,5 +61,7 @@ class ConfigError(Exception):
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """Return ``"did you mean 'x'?"`` for the closest candidate, or None."""
+    import difflib  # only for an unknown keyword: not on every start-up
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None

@@ -60,6 +60,7 @@ from vrrpd.config.model_vrrp import (
     VrrpInstance,
     VrrpScript,
 )
+from vrrpd.config.valuemethods import value_methods
 
 __all__ = [
     "AuthType", "Authentication", "Checker", "Command", "Config", "DnsCheck", "FileCheck",
@@ -84,7 +85,8 @@ class FlushOnStop(enum.Enum):
     ALL = "ALL"  # flush the whole IPVS table
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class LvsTimeouts:
     """``lvs_timeouts tcp N tcpfin N udp N`` (seconds; None = leave the kernel's value)."""
 
@@ -93,7 +95,8 @@ class LvsTimeouts:
     udp: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class LvsSyncDaemon:
     """``lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]``."""
 
@@ -106,7 +109,8 @@ class LvsSyncDaemon:
     group: IPAddress | None = None  # None: 224.0.0.81
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class GlobalDefs:
     notification_email: tuple[str, ...] = ()
     notification_email_from: str | None = None  # None: keepalived@<hostname>
@@ -155,7 +159,8 @@ class GlobalDefs:
     lvs_notify_fifo: Command | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class SslConfig:
     """Top-level ``SSL { password ca certificate key }`` used by SSL_GET."""
 
@@ -165,7 +170,8 @@ class SslConfig:
     key: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class Config:
     """A whole keepalived.conf.
 

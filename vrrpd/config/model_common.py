@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from vrrpd.config.errors import Position
+from vrrpd.config.valuemethods import value_methods
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class Command:
     """A script keyword's command: argv (no shell) plus optional ``user [group]``.
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from vrrpd.config.errors import Position
 from vrrpd.config.model_common import Command, IPAddress
+from vrrpd.config.valuemethods import value_methods
 
 
 class Scheduler(enum.Enum):
@@ -59,7 +60,8 @@ class Protocol(enum.Enum):
     SCTP = "SCTP"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class Tunnel:
     """``lvs_method TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]``."""
 
@@ -70,7 +72,8 @@ class Tunnel:
 
 # ----------------------------------------------------------------- checkers
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class CheckerBase:
     """Options every checker has (MISC_CHECK uses only the timers and alpha).
 
@@ -94,12 +97,14 @@ class CheckerBase:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class TcpCheck(CheckerBase):
     kind: str = field(default="TCP_CHECK", init=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class Url:
     """``url { path digest status_code virtualhost regex ... }``.
 
@@ -118,7 +123,8 @@ class Url:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class HttpGetCheck(CheckerBase):
     kind: str = field(default="HTTP_GET", init=False)
     urls: tuple[Url, ...] = ()
@@ -128,12 +134,14 @@ class HttpGetCheck(CheckerBase):
     enable_sni: bool = False  # meaningful for SSL_GET only
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class SslGetCheck(HttpGetCheck):
     kind: str = field(default="SSL_GET", init=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class SmtpHost:
     """A legacy ``host { connect_ip ... }`` sub-block of SMTP_CHECK."""
 
@@ -146,21 +154,24 @@ class SmtpHost:
     fwmark: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class SmtpCheck(CheckerBase):
     kind: str = field(default="SMTP_CHECK", init=False)
     helo_name: str | None = None  # None: smtp_helo_name / local host name
     hosts: tuple[SmtpHost, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class DnsCheck(CheckerBase):
     kind: str = field(default="DNS_CHECK", init=False)
     type: str = "SOA"  # A NS CNAME SOA MX TXT AAAA
     name: str = "."
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class UdpCheck(CheckerBase):
     kind: str = field(default="UDP_CHECK", init=False)
     payload: bytes | None = None  # None: random payload
@@ -171,12 +182,14 @@ class UdpCheck(CheckerBase):
     max_reply_length: int = 255
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class PingCheck(CheckerBase):
     kind: str = field(default="PING_CHECK", init=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class MiscCheck(CheckerBase):
     kind: str = field(default="MISC_CHECK", init=False)
     misc_path: Command
@@ -184,7 +197,8 @@ class MiscCheck(CheckerBase):
     misc_dynamic: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class FileCheck(CheckerBase):
     kind: str = field(default="FILE_CHECK", init=False)
     track_file: str
@@ -200,7 +214,8 @@ Checker = (TcpCheck | HttpGetCheck | SslGetCheck | SmtpCheck | DnsCheck | UdpChe
 
 # ----------------------------------------------------------------- servers
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class RealServer:
     address: IPAddress
     port: int  # the virtual server's port when not written (0 for fwmark services)
@@ -224,7 +239,8 @@ class RealServer:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class SorryServer:
     address: IPAddress
     port: int
@@ -233,7 +249,8 @@ class SorryServer:
     inhibit: bool = False  # sorry_server_inhibit
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VsgRange:
     """``IP[-LAST|/PREFIX] [PORT]`` in a virtual_server_group: first..last inclusive."""
 
@@ -242,13 +259,15 @@ class VsgRange:
     port: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VsgFwmark:
     fwmark: int
     family: str | None = None  # "inet" | "inet6"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VirtualServerGroup:
     name: str
     ranges: tuple[VsgRange, ...] = ()
@@ -256,7 +275,8 @@ class VirtualServerGroup:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VirtualServer:
     """``virtual_server IP PORT | fwmark N | group NAME { ... }``.
 

@@ -8,6 +8,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from vrrpd.config.errors import Position
 from vrrpd.config.model_common import Command, IPAddress, IPInterface
+from vrrpd.config.valuemethods import value_methods
 
 
 class InitialState(enum.Enum):
@@ -25,7 +26,8 @@ class AuthType(enum.IntEnum):
     AH = 2
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VrrpScript:
     """``vrrp_script NAME { script ... interval timeout weight rise fall user }``."""
 
@@ -41,7 +43,8 @@ class VrrpScript:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class TrackFile:
     """``track_file NAME { file PATH weight N [reverse] init_file [VALUE] [overwrite] }``.
 
@@ -58,7 +61,8 @@ class TrackFile:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class TrackInterface:
     """A ``track_interface`` line: ``IFNAME [weight N [reverse]]``; weight 0 = FAULT on down."""
 
@@ -68,7 +72,8 @@ class TrackInterface:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class TrackScriptRef:
     """One line of ``track_script``: ``NAME [weight N [reverse]]``; None = the script's weight."""
 
@@ -78,7 +83,8 @@ class TrackScriptRef:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class TrackFileRef:
     """One line of ``track_file`` inside an instance/group; None = the track_file's weight."""
 
@@ -88,14 +94,16 @@ class TrackFileRef:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class Authentication:
     auth_type: AuthType = AuthType.NONE
     # The password as written; on the wire it is truncated to 8 bytes and NUL padded.
     auth_pass: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VirtualIpAddress:
     """A ``virtual_ipaddress`` line: ``ADDR[/PREFIX] [brd IP] [dev IF] [scope S] [label L] ...``.
 
@@ -120,7 +128,8 @@ class VirtualIpAddress:
         return self.address.network.prefixlen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VirtualRoute:
     """A ``virtual_routes`` line: ``[src IP] DEST[/PREFIX] [via|gw GW] [dev IF] [scope S]
     [table T] [metric M] ...`` or ``blackhole|unreachable|prohibit DEST``."""
@@ -137,13 +146,15 @@ class VirtualRoute:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class UnicastPeer:
     address: IPAddress
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class SyncGroup:
     """``vrrp_sync_group NAME { group { INSTANCE ... } notify_* smtp_alert track_* }``."""
 
@@ -165,7 +176,8 @@ class SyncGroup:
     pos: Position | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value_methods
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False, eq=False)
 class VrrpInstance:
     """``vrrp_instance NAME { ... }`` with every default resolved.
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from vrrpd.config.errors import Diagnostic, Position, Severity
 from vrrpd.config.fastnew import token_factory
+from vrrpd.config.inputs import ConfigInputs
 from vrrpd.config.lexer import SrcText, concat, indent_of, strip_comment, tokenize
 from vrrpd.config.linegen import expand_braces, matching_paren, parse_lst, parse_seq
 from vrrpd.config.nodes import Token
@@ -68,6 +69,7 @@ class Preprocessor:
     _stack: list[_Frame] = field(default_factory=list)
     _generated: int = 0
     _expanded: int = 0
+    inputs: ConfigInputs | None = None  # records files and include matches (fast_start)
 
     # ---- files -------------------------------------------------------------
 
@@ -90,28 +92,32 @@ class Preprocessor:
             pos = include_pos or Position(shown, 0, 0)
             self._diag(sev, pos, f"cannot read config file {shown}: {exc.strerror or exc}")
             return
+        if self.inputs is not None:
+            self.inputs.read(shown, data)
         text = data.decode("utf-8", errors="replace")
         self.run_text(text, shown, os.path.dirname(real) or ".", real=real)
 
     def run_text(self, text: str, filename: str, directory: str, *,
-                 real: str | None = None) -> None:
+                 real: str | None = None, first_line: int = 1) -> None:
+        """Preprocess ``text`` as the contents of ``filename``; its first line is numbered
+        ``first_line`` (>1: a slice of the file, re-read by :mod:`vrrpd.config.incremental`)."""
         self._stack.append(_Frame(filename, real or f"<text:{filename}>", directory))
         saved_pwd = self.defs.get("_PWD")
         self.defs["_PWD"] = Definition("_PWD", (SrcText(directory, filename, 0),),
                                        Position(filename, 0, 0))
         try:
-            self._run_lines(text.split("\n"), filename)
+            self._run_lines(text.split("\n"), filename, first_line)
         finally:
             self._stack.pop()
             if saved_pwd is not None:
                 self.defs["_PWD"] = saved_pwd
 
-    def _run_lines(self, physical: list[str], filename: str) -> None:
+    def _run_lines(self, physical: list[str], filename: str, first_line: int = 1) -> None:
         out = self.lines
         plain = _PLAIN_RE.search
         words = _WORD_RE.finditer
         make_token = token_factory(filename)
-        lines = enumerate(physical, 1)
+        lines = enumerate(physical, first_line)
         for lineno, raw in lines:
             if plain(raw) is None:
                 # Fast path: no comment, quote, $, @, ~ or backslash on the line.
@@ -183,10 +189,11 @@ class Preprocessor:
         matches: list[str] = []
         expanded = expand_braces(full)
         for pat in expanded:
-            if glob.has_magic(pat):
-                matches.extend(sorted(glob.glob(pat)))
-            elif os.path.exists(pat):
-                matches.append(pat)
+            found = (sorted(glob.glob(pat)) if glob.has_magic(pat)
+                     else [pat] if os.path.exists(pat) else [])
+            if self.inputs is not None:
+                self.inputs.globbed(pat, found)
+            matches.extend(found)
         if not matches:
             # A pattern matching nothing is normal (an empty conf.d/): silent, as keepalived;
             # a plain file name that does not exist is worth a warning (keepalived logs it).
@@ -292,6 +299,8 @@ class Preprocessor:
         words = name.split()
         if words[0] != "_RANDOM":
             return None
+        if self.inputs is not None:
+            self.inputs.deterministic = False
         try:
             lo = int(words[1]) if len(words) > 1 else 0
             hi = int(words[2]) if len(words) > 2 else 32767

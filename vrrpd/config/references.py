@@ -121,6 +121,7 @@ def check_lvs_references(ctx: Ctx, servers: list[VirtualServer],
                       did_you_mean(vs.group, groups) or "the virtual server is ignored")
             continue
         rss = []
+        changed = False
         for rs in vs.real_servers:
             checkers = []
             for chk in rs.checkers:
@@ -133,8 +134,9 @@ def check_lvs_references(ctx: Ctx, servers: list[VirtualServer],
                 checkers.append(chk)
             if len(checkers) != len(rs.checkers):
                 rs = dataclasses.replace(rs, checkers=tuple(checkers))
+                changed = True
             rss.append(rs)
-        if any(a is not b for a, b in zip(rss, vs.real_servers, strict=True)):
+        if changed:
             vs = dataclasses.replace(vs, real_servers=tuple(rss))
         out.append(vs)
     return out
@@ -153,11 +155,15 @@ def commands_in_use(config: Config) -> list[Command]:
                  group.notify_stop, group.notify]
         tracked.update(t.name for t in group.track_scripts)
     cmds += [s.script for name, s in config.vrrp_scripts.items() if name in tracked]
-    for vs in config.virtual_servers:
+    for vs in config.virtual_servers:  # tens of thousands of real servers: kept lean
         cmds += [vs.quorum_up, vs.quorum_down]
         for rs in vs.real_servers:
-            cmds += [rs.notify_up, rs.notify_down]
-            cmds += [c.misc_path for c in rs.checkers if isinstance(c, MiscCheck)]
+            if rs.notify_up is not None:
+                cmds.append(rs.notify_up)
+            if rs.notify_down is not None:
+                cmds.append(rs.notify_down)
+            if rs.checkers:
+                cmds += [c.misc_path for c in rs.checkers if isinstance(c, MiscCheck)]
     g = config.global_defs
     cmds += [g.notify_fifo, g.vrrp_notify_fifo, g.lvs_notify_fifo]
     return [c for c in cmds if c is not None]

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from vrrpd.config.errors import Diagnostic, Position, Severity
 from vrrpd.config.fastnew import new_node, paused_gc
+from vrrpd.config.inputs import ConfigInputs
 from vrrpd.config.nodes import Node, Token
 from vrrpd.config.preprocess import Line, Preprocessor
 
@@ -38,9 +39,10 @@ SCRIPT_KEYWORDS = frozenset({
 
 
 def read_tree(path: str | os.PathLike[str], *, config_id: str,
-              diagnostics: list[Diagnostic]) -> tuple[Node, ...]:
+              diagnostics: list[Diagnostic],
+              inputs: ConfigInputs | None = None) -> tuple[Node, ...]:
     with paused_gc():
-        pre = Preprocessor(config_id, diagnostics)
+        pre = Preprocessor(config_id, diagnostics, inputs=inputs)
         pre.run_file(os.fspath(path))
         return build_tree(pre.lines, diagnostics)
 

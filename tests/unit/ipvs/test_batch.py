@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvs import netlink as nl
-from ipvs.batch import BatchSender, encode, error_for, op_payload
+from ipvs.batch import BatchSender, encode, encode_ops, error_for, messages, op_payload
 from ipvs.errors import Exists, IPVSError, NotFound
 from ipvs.model import (
     Destination,
@@ -183,3 +183,114 @@ def test_only_the_last_message_of_a_datagram_asks_for_an_ack() -> None:
         flags.append(flag)
         pos += length
     assert flags == [1, 1, 1, 1, 1, 5]
+
+
+def _one_by_one(family: int, first: int, ops: list[Op]) -> bytes:
+    last = first + len(ops) - 1
+    return b"".join(encode(family, seq, *op_payload(op), flags=5 if seq == last else 1)
+                    for seq, op in enumerate(ops, first))
+
+
+@st.composite
+def op_runs(draw: st.DrawFn) -> list[Op]:
+    """Ops as the reconciler emits them: runs of destination ops on one service key object,
+    mixed with service ops and keys equal to but not the same object as earlier ones."""
+    out: list[Op] = []
+    for _ in range(draw(st.integers(0, 5))):
+        key = draw(keys)
+        if draw(st.booleans()):
+            out.append(draw(st.one_of(st.builds(AddService, services()), ops)))
+        for _ in range(draw(st.integers(0, 4))):
+            kind = draw(st.sampled_from([AddDest, EditDest, DelDest]))
+            dest = draw(dests)
+            out.append(DelDest(key, dest.key) if kind is DelDest else kind(key, dest))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(op_runs(), st.integers(1, 0xFFFF), st.integers(1, 2**31))
+def test_encode_ops_equals_one_encode_per_op(ops: list[Op], family: int, first: int) -> None:
+    assert encode_ops(family, first, ops) == _one_by_one(family, first, ops)
+
+
+def test_messages_walks_every_header_and_stops_at_a_bad_length() -> None:
+    data = encode(30, 7, 5, b"abcd") + encode(31, 8, 6, b"") + struct.pack("=IHHI", 3, 0, 0, 9)
+    assert list(messages(data)) == [(0, 24, 30, 7), (24, 20, 31, 8)]
+    assert list(messages(memoryview(data)[:30])) == [(0, 24, 30, 7)]
+
+
+def _answering_sender(errors: dict[int, int]) -> tuple[BatchSender, list[bytes]]:
+    """A sender whose 'kernel' acknowledges each datagram's last message and fails the
+    requests whose sequence number is in ``errors`` (errno) -- in one reply datagram."""
+    sender = BatchSender(chunk=4)
+    sent: list[bytes] = []
+    sender._family = 30
+    sender._sock = object()  # type: ignore[assignment]
+
+    def send(data: bytes) -> None:
+        sent.append(data)
+
+    async def answer() -> memoryview:
+        seqs = [seq for _pos, _len, _kind, seq in messages(sent[-1])]
+        out = b"".join(struct.pack("=IHHIIi", 20, 2, 0, seq, 0, -errors.get(seq, 0))
+                       for seq in seqs if seq in errors or seq == seqs[-1])
+        return memoryview(out)
+
+    sender._send = send  # type: ignore[method-assign]
+    sender._recv = answer  # type: ignore[method-assign]
+    return sender, sent
+
+
+def test_failures_are_reported_per_op_across_datagrams() -> None:
+    k = ServiceKey(socket.AF_INET, Protocol.TCP, IPv4Address("10.0.0.1"), 80)
+    ops: list[Op] = [AddService(Service(k))]
+    ops += [AddDest(k, Destination(DestKey(IPv4Address(f"10.1.0.{i}"), 80))) for i in range(1, 10)]
+    sender, sent = _answering_sender({3: 17, 6: 2, 10: 22})  # seqs 1..10 = ops 0..9
+    failed = asyncio.run(sender.failures(ops))
+    assert len(sent) == 3  # chunks of 4: 4 + 4 + 2 requests, one sendmsg each
+    assert sorted(failed) == [2, 5, 9]
+    assert isinstance(failed[2], Exists) and isinstance(failed[5], NotFound)
+    assert failed[9].errno == 22 and "AddDest" in str(failed[9])
+    sender2, _ = _answering_sender({3: 17, 6: 2, 10: 22})
+    results = asyncio.run(sender2.run(ops))
+    assert [type(r).__name__ if r else None for r in results] == [
+        None, None, "Exists", None, None, "NotFound", None, None, None, "IPVSError"]
+
+
+def test_accepted_destinations_are_decoded_as_the_objects_sent() -> None:
+    from test_dumpdecode import kernel_dest
+
+    k = ServiceKey(socket.AF_INET, Protocol.TCP, IPv4Address("10.0.0.1"), 80)
+    sent_dests = [Destination(DestKey(IPv4Address(f"10.1.0.{i}"), 80), weight=i)
+                  for i in range(1, 6)]
+    ops: list[Op] = [AddDest(k, d) for d in sent_dests]
+    sender, _ = _answering_sender({2: 17})  # the second add failed: not ours in the kernel
+    asyncio.run(sender.failures(ops))
+    sender.decoder.next_dump()
+    sender._prime()  # what dump() does before decoding
+    got = [sender.decoder.dest(kernel_dest(d.key.addr, 80, 3, d.weight, 0, 0, (1, 2, 0),
+                                           [0] * 10), socket.AF_INET) for d in sent_dests]
+    assert [g.dest == d for g, d in zip(got, sent_dests, strict=True)] == [True] * 5
+    assert [g.dest is d for g, d in zip(got, sent_dests, strict=True)] == [
+        True, False, True, True, True]
+    assert got[0].active_conns == 1 and got[0].inactive_conns == 2  # counters: the dump's
+
+
+def test_expected_objects_replace_what_the_last_dump_decoded() -> None:
+    """Entries adopted at start were decoded as the kernel's copies; once the runner says
+    they are its own (equal) objects, the next dump gives those, even for cached payloads."""
+    from test_dumpdecode import kernel_dest
+
+    k = ServiceKey(socket.AF_INET, Protocol.TCP, IPv4Address("10.0.0.1"), 80)
+    mine = [Destination(DestKey(IPv4Address(f"10.1.0.{i}"), 80)) for i in (1, 2)]
+    payloads = [kernel_dest(d.key.addr, 80, 3, 1, 0, 0, (0, 0, 0), [0] * 10) for d in mine]
+    sender = BatchSender()
+    sender.decoder.next_dump()
+    adopted = [sender.decoder.dest(p, socket.AF_INET) for p in payloads]
+    assert adopted[0].dest == mine[0] and adopted[0].dest is not mine[0]
+    sender.expect(None, k, mine, [o.dest for o in adopted])
+    for _ in range(3):
+        sender.decoder.next_dump()
+        sender._prime()  # what dump() does before decoding
+        got = [sender.decoder.dest(p, socket.AF_INET) for p in payloads]
+        assert [g.dest is d for g, d in zip(got, mine, strict=True)] == [True, True]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ipvs import replies
 from ipvs.dumpdecode import DumpDecoder
+from ipvs.model import Destination, DestKey, Forward, Protocol, Service, ServiceKey, TunnelType
 from ipvs.wire import nested, nla, nla_be16, nla_u8, nla_u16, nla_u32
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
@@ -132,3 +133,91 @@ def test_a_service_with_unchanged_destinations_is_the_same_object() -> None:
     changed = dump([*dests[:2], kernel_dest(IPv4Address("10.2.0.3"), 80, 3, 9, 0, 0, (0, 0, 0),
                                             [0] * 10)])
     assert changed is not first and changed.dests[2].dest.weight == 9  # type: ignore[attr-defined]
+
+
+def dest_payload(addr: IPv4Address | IPv6Address, port: int, fwd: int, weight: int, af: int,
+                 tun: tuple[int, int, int], conns: tuple[int, int, int]) -> bytes:
+    """A GET_DEST reply payload (kernel order) with every configured field chosen."""
+    return (nla(1, addr.packed.ljust(16, b"\0")) + nla_be16(2, port) + nla_u32(3, fwd)
+            + nla_u32(4, weight) + nla_u8(13, tun[0]) + nla_be16(14, tun[1])
+            + nla_u16(15, tun[2]) + nla_u32(5, 0) + nla_u32(6, 0) + nla_u32(7, conns[0])
+            + nla_u32(8, conns[1]) + nla_u32(9, conns[2]) + nla_u16(11, af)
+            + stats(10, [0] * 10, False) + stats(12, [0] * 10, True))
+
+
+primable = st.builds(
+    lambda a, port, w, f, af, tun: Destination(DestKey(a, port), w, Forward(f), 0, 0, af,
+                                               TunnelType(tun[0]), tun[1], tun[2]),
+    addrs, st.integers(0, 65535), st.integers(0, 2**32 - 1), st.sampled_from([0, 2, 3]),
+    st.sampled_from([0, V4, V6]),
+    st.tuples(st.integers(0, 2), st.integers(0, 65535), st.integers(0, 3)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(primable, st.sampled_from([V4, V6]), st.tuples(u32, u32, u32))
+def test_a_primed_destination_decodes_as_that_object_only_when_equal(
+        dest: Destination, service_af: int, conns: tuple[int, int, int]) -> None:
+    family = dest.af or service_af
+    payload = dest_payload(dest.key.addr, dest.key.port, int(dest.forward), dest.weight, family,
+                           (int(dest.tun_type), dest.tun_port, dest.tun_flags), conns)
+    decoder = DumpDecoder()
+    decoder.prime(service_af, [dest])
+    got = decoder.dest(payload, service_af)
+    assert got == replies.dest(payload, service_af)  # counters included
+    assert (got.dest is dest) == (got.dest == dest)
+    consistent = (dest.key.addr.version == (6 if family == V6 else 4)
+                  and dest.af != service_af)
+    assert (got.dest is dest) == consistent
+
+
+def test_a_primed_destination_reported_with_other_values_is_decoded() -> None:
+    ours = Destination(DestKey(IPv4Address("10.3.0.1"), 80), weight=4)
+    decoder = DumpDecoder()
+    decoder.prime(V4, [ours])
+    drifted = kernel_dest(IPv4Address("10.3.0.1"), 80, 3, 9, 0, 0, (0, 0, 0), [0] * 10)
+    got = decoder.dest(drifted, V4)
+    assert got.dest is not ours and got.dest.weight == 9
+    same = kernel_dest(IPv4Address("10.3.0.1"), 80, 3, 4, 0, 0, (5, 0, 0), [7] * 10)
+    assert decoder.dest(same, V4).dest is ours
+
+
+def test_priming_an_equal_new_object_replaces_the_cached_one() -> None:
+    """A reload recompiles a virtual server: its unchanged destinations become new (equal)
+    objects; primed with them, the next dump returns them even for unchanged payloads."""
+    old = Destination(DestKey(IPv4Address("10.3.0.1"), 80), weight=4)
+    new = Destination(DestKey(IPv4Address("10.3.0.1"), 80), weight=4)
+    payload = kernel_dest(IPv4Address("10.3.0.1"), 80, 3, 4, 0, 0, (0, 0, 0), [0] * 10)
+    decoder = DumpDecoder()
+    decoder.prime(V4, [old])
+    assert decoder.dest(payload, V4).dest is old
+    decoder.next_dump()
+    assert decoder.dest(payload, V4).dest is old  # the cached payload
+    decoder.prime(V4, [new])
+    for _ in range(4):
+        decoder.next_dump()
+        got = decoder.dest(payload, V4)
+        assert got.dest is new and got == replies.dest(payload, V4)
+
+
+def test_a_primed_service_decodes_as_that_object_while_equal() -> None:
+    def payload(scheduler: bytes, conns: int) -> bytes:
+        return (nla_u16(1, V4) + nla_u16(2, 6) + nla(3, IPv4Address("10.0.0.1").packed.ljust(
+            16, b"\0")) + nla_be16(4, 80) + nla(6, scheduler + b"\0")
+            + nla(7, struct.pack("=II", 2, 0xFFFF)) + nla_u32(8, 0) + nla(9, b"\xff" * 4)
+            + stats(10, [conns] * 10, False))
+
+    key = ServiceKey(V4, Protocol.TCP, IPv4Address("10.0.0.1"), 80)
+    ours = Service(key, "wrr", frozenset(), 0, 32)
+    decoder = DumpDecoder()
+    decoder.prime_service(ours)
+    first = decoder.service(payload(b"wrr", 0))
+    assert first == replies.service(payload(b"wrr", 0)) and first.service is ours
+    busy = decoder.service(payload(b"wrr", 5))  # counters changed: decoded again, still ours
+    assert busy.service is ours and busy.stats.conns == 5
+    other = decoder.service(payload(b"rr", 0))  # not what we programmed: the kernel's value
+    assert other.service is not ours and other.service.scheduler == "rr"
+    again = Service(key, "wrr", frozenset(), 0, 32)  # a reload recompiled it: equal, new
+    decoder.prime_service(again)
+    for _ in range(3):
+        decoder.next_dump()
+        assert decoder.service(payload(b"wrr", 0)).service is again

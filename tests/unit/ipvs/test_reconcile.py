@@ -230,3 +230,92 @@ def test_stop_plan_removes_exactly_owned(
     for mode in ("dests", "services"):
         after = apply(observed, stop_plan(observed, set(mine), mode=mode))
         assert set(after) == set(observed) - set(mine)
+
+
+def reference_apply(observed: dict[ServiceKey, ObservedService],
+                    ops: list[object]) -> dict[ServiceKey, ObservedService]:
+    """The op semantics one op at a time, the obvious way (apply() batches per service)."""
+    from dataclasses import replace
+
+    table = dict(observed)
+    for op in ops:
+        if isinstance(op, Flush):
+            table = {}
+        elif isinstance(op, AddService):
+            if op.service.key in table:
+                raise ValueError("service exists")
+            table[op.service.key] = ObservedService(op.service)
+        elif isinstance(op, EditService):
+            table[op.service.key] = replace(table[op.service.key], service=op.service)
+        elif isinstance(op, DelService):
+            del table[op.key]
+        else:
+            have = table[op.service]  # type: ignore[attr-defined]
+            dests = {o.dest.key: o for o in have.dests}
+            if isinstance(op, AddDest):
+                if op.dest.key in dests:
+                    raise ValueError("destination exists")
+                dests[op.dest.key] = ObservedDestination(op.dest)
+            elif isinstance(op, EditDest):
+                dests[op.dest.key] = replace(dests[op.dest.key], dest=op.dest)
+            else:
+                del dests[op.dest]  # type: ignore[attr-defined]
+            table[op.service] = replace(have, dests=tuple(dests.values()))  # type: ignore[attr-defined]
+    return table
+
+
+def ops_on(pool: list[ServiceKey]) -> st.SearchStrategy[list[object]]:
+    key = st.sampled_from(pool)  # the same key objects again and again (runs, as plan emits)
+    return st.lists(st.one_of(
+        st.builds(AddService, key.flatmap(services)),
+        st.builds(EditService, key.flatmap(services)),
+        st.builds(DelService, key),
+        st.builds(AddDest, key, dests), st.builds(EditDest, key, dests),
+        st.builds(DelDest, key, dest_keys), st.just(Flush())), max_size=14)
+
+
+random_ops = st.lists(service_keys, min_size=1, max_size=3).flatmap(ops_on)
+
+
+@settings(max_examples=400, deadline=None)
+@given(tables(), random_ops)
+def test_apply_equals_the_one_op_at_a_time_semantics(
+        before: dict[ServiceKey, DesiredService], ops: list[object]) -> None:
+    observed = as_observed(before)
+    try:
+        want = reference_apply(observed, ops)
+    except (KeyError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            apply(observed, ops)  # type: ignore[arg-type]
+        return
+    assert apply(observed, ops) == want  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(tables(), st.randoms(use_true_random=False))
+def test_our_own_objects_in_any_order_are_recognised_without_ops(
+        t: dict[ServiceKey, DesiredService], rnd: object) -> None:
+    shuffled = {}
+    for k, o in as_observed(t).items():
+        dests = list(o.dests)
+        rnd.shuffle(dests)  # type: ignore[attr-defined]
+        shuffled[k] = ObservedService(o.service, tuple(dests))
+    assert plan(t, shuffled, set(t)) == []
+
+
+def test_the_kernels_newest_first_order_is_no_change_but_a_changed_weight_is() -> None:
+    d2 = Destination(D2.key, weight=7)
+    desired = desired_state([DesiredService(SVC, (D1, D2))])
+    assert plan(desired, kernel(obs(SVC, D2, D1)), {KEY}) == []  # same objects, reversed
+    assert plan(desired, kernel(obs(SVC, d2, D1)), {KEY}) == [EditDest(KEY, D2)]
+    # equal copies (a decoded dump): compared field by field, still no op
+    copies = kernel(obs(SVC, Destination(D2.key), Destination(D1.key)))
+    assert plan(desired, copies, {KEY}) == []
+
+
+def test_apply_after_the_service_was_replaced_uses_the_new_one() -> None:
+    table = apply({}, [AddService(SVC), AddDest(KEY, D1)])
+    for reset in ([DelService(KEY)], [Flush()]):
+        ops = [AddDest(KEY, D2), *reset, AddService(SVC), AddDest(KEY, D1)]
+        assert apply(table, ops) == kernel(obs(SVC, D1))
+        assert apply(table, ops) == reference_apply(table, list(ops))

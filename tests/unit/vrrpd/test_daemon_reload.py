@@ -106,16 +106,16 @@ async def test_a_part_failing_to_apply_is_a_failed_reload(tmp_path: Path) -> Non
 async def test_parsing_runs_off_the_event_loop(tmp_path: Path, monkeypatch: Any) -> None:
     import threading
 
-    import vrrpd.config.loader as loader
+    from vrrpd.config.incremental import IncrementalLoader
 
     seen: list[bool] = []
-    real = loader.load
+    real = IncrementalLoader.load
 
-    def spy(path: Any, *, config_id: str) -> Any:
+    def spy(self: IncrementalLoader) -> Any:
         seen.append(threading.current_thread() is threading.main_thread())
-        return real(path, config_id=config_id)
+        return real(self)
 
-    monkeypatch.setattr(loader, "load", spy)
+    monkeypatch.setattr(IncrementalLoader, "load", spy)
     path = tmp_path / "k.conf"
     path.write_text(GOOD % 100)
     assert await reload_config([("vrrp", FakePart())], str(path), "host")
@@ -134,3 +134,19 @@ async def test_config_with_an_error_is_rejected_and_the_old_one_kept(tmp_path: P
     r = o.status.reloads.status()
     assert (r["succeeded"], r["failed"], r["last_result"]) == (0, 1, "failed")
     assert any("k.conf:" in e for e in r["errors"]), r["errors"]
+
+
+async def test_a_second_reload_parses_only_the_changed_block(tmp_path: Path) -> None:
+    from vrrpd.config.incremental import reloader
+    from vrrpd.config.loader import load
+
+    path = tmp_path / "k.conf"
+    path.write_text(GOOD % 100)
+    vrrp = FakePart()
+    assert await reload_config([("vrrp", vrrp)], str(path), "host")
+    path.write_text(GOOD % 120)
+    assert await reload_config([("vrrp", vrrp)], str(path), "host")
+    stats = reloader(str(path), "host").stats
+    assert stats.mode == "incremental" and stats.reparsed_nodes == 1, stats
+    assert vrrp.applied[-1] == load(path, config_id="host").config
+    assert vrrp.applied[-1].vrrp_instances[0].priority == 120

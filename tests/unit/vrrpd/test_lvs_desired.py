@@ -9,7 +9,7 @@ from ipvs.model import Forward, ObservedDestination, ObservedService, Protocol, 
 from vrrpd.config.loader import load_text
 from vrrpd.config.model import Config
 from vrrpd.lvs_checks import health_specs
-from vrrpd.lvs_desired import compile_config, desired
+from vrrpd.lvs_desired import CompileCache, DesiredCache, ServerKey, compile_config, desired
 
 SEED = """
 virtual_server 192.168.244.10 8066 {
@@ -173,3 +173,37 @@ def test_checker_weights_drive_the_destinations() -> None:
     assert [(d.key.addr, d.weight) for d in svc.dests] == [(IPv4Address("192.168.244.148"), 5)]
     (svc,) = desired(compiled, {key: {}}).values()
     assert svc.dests == ()
+
+
+def test_a_reload_recompiles_only_the_virtual_servers_that_changed() -> None:
+    cache: CompileCache = {}
+    before = compile_config(config(MIXED), cache)
+    assert compile_config(config(MIXED), cache) == before  # a fresh parse, equal
+    again = compile_config(config(MIXED), cache)
+    assert all(a is b for a, b in zip(again, before, strict=True))  # the very objects
+    changed_text = MIXED.replace("lb_algo", "lb_algo wlc\n    #", 1)
+    changed = compile_config(config(changed_text), cache)
+    fresh = compile_config(config(changed_text))
+    assert changed == fresh
+    same = [a is b for a, b in zip(changed, before, strict=True)]
+    assert same.count(False) == 1, same  # the edited virtual server alone
+    assert changed[same.index(False)].services[0].scheduler == "wlc"
+
+
+def test_unchanged_weights_keep_their_destination_objects() -> None:
+    compiled = compile_config(config(SEED))
+    key = compiled[0].vs_key
+    rs148: ServerKey = (IPv4Address("192.168.244.148"), 8066)
+    rs149: ServerKey = (IPv4Address("192.168.244.149"), 8066)
+    cache: DesiredCache = {}
+    weights: dict[str, dict[ServerKey, int]] = {key: {rs148: 5, rs149: 1}}
+    (first,) = desired(compiled, weights, cache).values()
+    (second,) = desired(compiled, weights, cache).values()
+    assert second.dests is first.dests  # the same weights mapping: nothing rebuilt
+    assert second == desired(compiled, weights)[first.key]  # equal to the uncached result
+    (third,) = desired(compiled, {key: dict(weights[key])}, cache).values()
+    assert third == first and third.dests is not first.dests  # a new mapping: rebuilt
+    (initial,) = desired(compiled, {}, cache).values()
+    assert initial.dests is compiled[0].initial_dests
+    assert [(d.key.addr, d.weight) for d in initial.dests] == [
+        (IPv4Address("192.168.244.148"), 1), (IPv4Address("192.168.244.149"), 1)]
