@@ -409,15 +409,12 @@ class LvsRunner:
             if last is not None and last.service is w.service and last.dests is w.dests:
                 continue
             have = self._observed.get(key)
-            if have is None:
+            if have is None or (have.service is w.service and same_objects(w.dests, have.dests)):
                 continue
+            mine = set(map(id, w.dests))
+            stale: list[object] = [o.dest for o in have.dests if id(o.dest) not in mine]
             service = None if have.service is w.service else w.service
-            if service is not None or not same_objects(w.dests, have.dests):
-                mine = set(map(id, w.dests))
-                stale: list[object] = [o.dest for o in have.dests if id(o.dest) not in mine]
-                if service is not None:
-                    stale.append(have.service)
-                self._batch.expect(service, key, w.dests, stale)
+            self._batch.expect(service, key, w.dests, stale + ([have.service] if service else []))
         self._expected = dict(want)
 
     async def _refresh_leaving(self, want: Mapping[ServiceKey, DesiredService]) -> None:
@@ -449,8 +446,7 @@ class LvsRunner:
             if failed:
                 for i, op in enumerate(ops):
                     self._outcome(op, failed.get(i), result, done)
-            else:
-                done = ops
+            done = done if failed else ops
         else:
             broken: set[ServiceKey] = set()
             for op in ops:
