@@ -49,7 +49,7 @@ from ipvs.reconcile import (
 from vrrpd.config.model import Config, FlushOnStop
 from vrrpd.lvs_checks import SpecCache
 from vrrpd.lvs_desired import CompileCache, CompiledVs, DesiredCache, compile_config, desired
-from vrrpd.lvs_kernel import IpvsBackend, describe, execute
+from vrrpd.lvs_kernel import FailureLog, IpvsBackend, execute
 
 if TYPE_CHECKING:
     from healthcheck.events import OnEvent  # its HealthCore import: only with checkers
@@ -165,6 +165,7 @@ class LvsRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._hold = False  # batch weight changes during start/reload
+        self._failure_log = FailureLog()  # each failure once, then repeats counted
 
     # ---------------------------------------------------------------- public
 
@@ -470,6 +471,7 @@ class LvsRunner:
                     self._observed = apply(self._observed, [op])
             return  # keep _need_dump: the next reconcile reads the kernel
         self._need_dump = bool(result.failed)
+        self._failure_log.end_run(result.failed)
 
     def _outcome(self, op: Op, exc: Exception | None, result: SyncResult,
                  done: list[Op]) -> None:
@@ -485,7 +487,7 @@ class LvsRunner:
         result.failed.append((op, text))
         self.stats.failures += 1
         self.stats.last_error = text
-        log.error("ipvs_op_failed", op=describe(op), error=text)
+        self._failure_log.failed(op, text)
 
     async def _guard(self, what: str, coro: Awaitable[object]) -> bool:
         try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import structlog
+
 from ipvs.model import (
     Destination,
     DestKey,
@@ -28,6 +30,8 @@ from ipvs.reconcile import (
     Flush,
     Op,
 )
+
+log = structlog.get_logger("lvs")
 
 
 class IpvsBackend(Protocol):
@@ -86,3 +90,30 @@ def _key(key: ServiceKey) -> str:
         return f"FWM {key.fwmark}"
     proto = key.protocol.name if key.protocol is not None else "?"
     return f"{proto} {key.addr}:{key.port}"
+
+
+class FailureLog:
+    """What the runner logs of failed operations: each failure once (again only if its error
+    changes), then one line per run counting the repeats.  The reconciler retries a failed
+    operation on every run, and a kernel refusing 10,000 entries must not write 10,000 lines
+    a second."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}  # operation -> error last logged
+        self._repeats = 0
+
+    def failed(self, op: Op, error: str) -> None:
+        what = describe(op)
+        if self._last.get(what) == error:
+            self._repeats += 1
+            return
+        self._last[what] = error
+        log.error("ipvs_op_failed", op=what, error=error)
+
+    def end_run(self, failed: list[tuple[Op, str]]) -> None:
+        repeats, self._repeats = self._repeats, 0
+        if not failed:
+            self._last.clear()  # a clean run: the next failure is news again
+        elif repeats:
+            log.warning("ipvs_ops_still_failing", count=repeats, failed=len(failed),
+                        last_error=failed[-1][1])

@@ -8,10 +8,11 @@ from ipaddress import IPv4Address
 from typing import ClassVar
 
 import pytest
+import structlog
 from ipvs_fake_kernel import FakeKernel
 
 from healthcheck.model import ServerKey, VirtualServerSpec
-from ipvs.errors import IPVSUnavailable
+from ipvs.errors import IPVSError, IPVSUnavailable
 from ipvs.listing import render
 from ipvs.model import (
     Destination,
@@ -252,6 +253,39 @@ async def test_failed_service_add_skips_its_dests_and_is_retried() -> None:
     assert len(kernel.table[KEY].dests) == 2
     await r.stop()
 
+
+
+async def test_a_failure_repeated_on_every_retry_is_logged_once_then_counted() -> None:
+    """A kernel that keeps refusing an entry: one error line for it, then one summary line
+    per retry (not one line per entry per retry); a clean run re-arms the error line."""
+    class Refusing(FakeKernel):
+        refuse = 3  # RS1's add fails on start and on two retries
+
+        async def new_dest(self, key: ServiceKey, dest: Destination) -> None:
+            if dest.key.addr == RS1 and self.refuse:
+                self.refuse -= 1
+                raise IPVSError("Invalid argument [EINVAL]", operation="AddDest")
+            await super().new_dest(key, dest)
+
+    kernel = Refusing()
+    r = runner(seed(), kernel)
+    with structlog.testing.capture_logs() as logs:
+        await r.start()
+        await r.sync()
+        await r.sync()
+    events = [e["event"] for e in logs if e["log_level"] in ("error", "warning")]
+    assert events == ["ipvs_op_failed", "ipvs_ops_still_failing", "ipvs_ops_still_failing"]
+    assert all(e["count"] == 1 for e in logs if e["event"] == "ipvs_ops_still_failing")
+    assert r.stats.failures == 3
+    with structlog.testing.capture_logs() as logs:
+        await r.sync()  # the kernel takes it now: a clean run
+        kernel.fail_next("delete_dest")
+        stray = ObservedDestination(Destination(DestKey(IPv4Address("192.168.244.150"), 8066)))
+        kernel.table[KEY] = replace(kernel.table[KEY], dests=(*kernel.table[KEY].dests, stray))
+        await r.sync()  # a new failure (removing the stray dest) is news again
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["ipvs_op_failed"]
+    assert len(kernel.table[KEY].dests) == 3
+    await r.stop()
 
 class FakeCheckers:
     instances: ClassVar[list[FakeCheckers]] = []
