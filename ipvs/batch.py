@@ -24,8 +24,7 @@ import dataclasses
 import errno
 import os
 import socket
-import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv6Address
 
 from . import replies
@@ -42,15 +41,8 @@ from .model import (
     SyncState,
     Timeouts,
 )
-from .reconcile import AddDest, AddService, DelDest, DelService, EditDest, EditService, Flush, Op
-from .wire import (
-    CTRL_ATTR_FAMILY_ID,
-    CTRL_ATTR_FAMILY_NAME,
-    CTRL_CMD_GETFAMILY,
-    DEST_KEY_FIELDS,
-    DEST_KEY_LEN,
-    DEST_LEN,
-    GENL_ID_CTRL,
+from .nlmsg import HEADER as _HEADER
+from .nlmsg import (
     NETLINK_CAP_ACK,
     NETLINK_GENERIC,
     NLM_F_ACK,
@@ -59,14 +51,24 @@ from .wire import (
     NLMSG_DONE,
     NLMSG_ERROR,
     SOL_NETLINK,
+    encode,
+    error_code,
+    family_id,
+    family_request,
+    messages,
+)
+from .nlmsg import NLA as _NLA
+from .reconcile import AddDest, AddService, DelDest, DelService, EditDest, EditService, Flush, Op
+from .wire import (
+    DEST_KEY_FIELDS,
+    DEST_KEY_LEN,
+    DEST_LEN,
     Cmd,
     daemon_attr,
     daemon_state_attr,
     dest_attr,
     dest_key_attr,
     dest_request,
-    encode,
-    nla_str,
     service_key_attr,
     service_nla,
     timeouts_attrs,
@@ -81,25 +83,9 @@ REPLY_TIMEOUT = 30.0  # seconds without any reply data -> TimeoutError
 
 PRIME_MAX = 1 << 17  # programmed destinations remembered for the next dump (then dropped)
 
-_MSG = struct.Struct("=IHHI")
-_ERR = struct.Struct("=i")
-_NLA = struct.Struct("=HH")
-_HEADER = struct.Struct("=IHHIIBBH")  # nlmsghdr + genlmsghdr (as ipvs.wire.encode)
 _NEW_DEST, _SET_DEST, _DEL_DEST = int(Cmd.NEW_DEST), int(Cmd.SET_DEST), int(Cmd.DEL_DEST)
 _HTONS = socket.htons
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
-
-
-def messages(data: memoryview | bytes) -> Iterator[tuple[int, int, int, int]]:
-    """``(offset, length, type, seq)`` of every netlink message of one datagram."""
-    pos, end = 0, len(data)
-    unpack = _MSG.unpack_from
-    while pos + 16 <= end:
-        length, kind, _flags, seq = unpack(data, pos)
-        if length < 16:
-            return
-        yield pos, length, kind, seq
-        pos += (length + 3) & ~3
 
 
 def op_payload(op: Op) -> tuple[Cmd, bytes]:
@@ -266,22 +252,14 @@ class BatchSender:
 
     async def _resolve(self) -> int:
         self._seq += 1
-        self._send(encode(GENL_ID_CTRL, self._seq, CTRL_CMD_GETFAMILY,
-                          nla_str(CTRL_ATTR_FAMILY_NAME, "IPVS"), flags=NLM_F_REQUEST,
-                          version=1))
-        data = await self._recv()
-        length, kind = struct.unpack_from("=IH", data)
-        if kind == NLMSG_ERROR:
-            code = -_ERR.unpack_from(data, 16)[0]
-            raise IPVSUnavailable(f"open: the kernel has no IPVS ({os.strerror(code)})",
-                                  operation="open", errno=code)
-        pos = 20
-        while pos + 4 <= length:
-            alen, atype = _NLA.unpack_from(data, pos)
-            if atype == CTRL_ATTR_FAMILY_ID:
-                return int(struct.unpack_from("=H", data, pos + 4)[0])
-            pos += (alen + 3) & ~3
-        raise IPVSUnavailable("open: no family id for IPVS", operation="open")
+        self._send(family_request(self._seq, "IPVS"))
+        try:
+            return family_id(await self._recv())
+        except OSError as exc:
+            if exc.errno:
+                raise IPVSUnavailable(f"open: the kernel has no IPVS ({os.strerror(exc.errno)})",
+                                      operation="open", errno=exc.errno) from None
+            raise IPVSUnavailable("open: no family id for IPVS", operation="open") from None
 
     # ------------------------------------------------------------ bulk writes
 
@@ -313,7 +291,7 @@ class BatchSender:
             data = await self._recv()
             for pos, _length, kind, seq in messages(data):
                 if kind == NLMSG_ERROR and first <= seq <= last:
-                    code = -_ERR.unpack_from(data, pos + 16)[0]
+                    code = error_code(data, pos)
                     if code:
                         failed[seq - first] = error_for(code, ops[seq - first])
                     if seq == last:
@@ -381,7 +359,7 @@ class BatchSender:
             data = await self._recv()
             for pos, _length, kind, mseq in messages(data):
                 if kind == NLMSG_ERROR and mseq == seq:
-                    code = -_ERR.unpack_from(data, pos + 16)[0]
+                    code = error_code(data, pos)
                     if code:
                         raise error_for(code, _Named(name))
                     return
@@ -479,7 +457,7 @@ class BatchSender:
                 elif kind == NLMSG_DONE:
                     return found
                 elif kind == NLMSG_ERROR:
-                    code = -_ERR.unpack_from(data, pos + 16)[0]
+                    code = error_code(data, pos)
                     if code:
                         raise error_for(code, _Named(cmd.name))
                     return found

@@ -17,7 +17,22 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
+
+from .nlmsg import (
+    NETLINK_CAP_ACK,
+    NETLINK_GENERIC,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+    encode,
+    error_code,
+    family_id,
+    family_request,
+    messages,
+)
 
 TYPE_CHECKING = False  # typing / collections.abc cost start-up time here
 if TYPE_CHECKING:
@@ -27,19 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "IpvsSocket"]
 
 CHUNK = 256  # requests per datagram, as ipvs.batch
-NETLINK_GENERIC, SOL_NETLINK, NETLINK_CAP_ACK = 16, 270, 10
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
-CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
 IPVS_CMD_GET_SERVICE = 4
-GENL_VERSION = 1
 TIMEOUT = 10.0  # seconds without an answer: give up (the caller falls back)
-
-_HEADER = struct.Struct("=IHHIIBBH")  # nlmsghdr + genlmsghdr
-_MSG = struct.Struct("=IHHI")
-_ERR = struct.Struct("=i")
-_NLA = struct.Struct("=HH")
 
 
 class IpvsSocket:
@@ -69,30 +73,20 @@ class IpvsSocket:
 
     def _message(self, family: int, cmd: int, payload: bytes, flags: int) -> bytes:
         self.seq += 1
-        return _HEADER.pack(20 + len(payload), family, flags, self.seq, 0, cmd, GENL_VERSION,
-                            0) + payload
+        return encode(family, self.seq, cmd, payload, flags=flags)
 
     def _recv(self) -> memoryview:
         return memoryview(self.buf)[:self.sock.recv_into(self.buf)]
 
     def _resolve(self) -> int:
-        name = b"IPVS\0"
-        attr = _NLA.pack(4 + len(name), CTRL_ATTR_FAMILY_NAME) + name + b"\0" * (-len(name) % 4)
-        self.sock.send(self._message(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, attr, NLM_F_REQUEST))
-        data = self._recv()
-        length, kind = struct.unpack_from("=IH", data)
-        if kind == NLMSG_ERROR:
-            code = -_ERR.unpack_from(data, 16)[0]
-            raise OSError(code, f"no IPVS family ({os.strerror(code)})")
-        pos = 20
-        while pos + 4 <= length:
-            alen, atype = _NLA.unpack_from(data, pos)
-            if alen < 4:
-                break
-            if atype == CTRL_ATTR_FAMILY_ID:
-                return int(struct.unpack_from("=H", data, pos + 4)[0])
-            pos += (alen + 3) & ~3
-        raise OSError(0, "no IPVS family id")
+        self.seq += 1
+        self.sock.send(family_request(self.seq, "IPVS"))
+        try:
+            return family_id(self._recv())
+        except OSError as exc:
+            if exc.errno:
+                raise OSError(exc.errno, f"no IPVS family ({os.strerror(exc.errno)})") from None
+            raise OSError(0, "no IPVS family id") from None
 
     def service_count(self) -> int:
         """How many services the kernel table holds (one GET_SERVICE dump)."""
@@ -101,22 +95,18 @@ class IpvsSocket:
         seq, count = self.seq, 0
         while True:
             data = self._recv()
-            pos, end = 0, len(data)
-            while pos + 16 <= end:
-                length, kind, _flags, mseq = _MSG.unpack_from(data, pos)
-                if length < 16:
-                    break
-                if mseq == seq:
-                    if kind == NLMSG_DONE:
-                        return count
-                    if kind == NLMSG_ERROR:
-                        code = -_ERR.unpack_from(data, pos + 16)[0]
-                        if code:
-                            raise OSError(code, f"service dump: {os.strerror(code)}")
-                        return count
-                    if kind == self.family:
-                        count += 1
-                pos += (length + 3) & ~3
+            for pos, _length, kind, mseq in messages(data):
+                if mseq != seq:
+                    continue
+                if kind == NLMSG_DONE:
+                    return count
+                if kind == NLMSG_ERROR:
+                    code = error_code(data, pos)
+                    if code:
+                        raise OSError(code, f"service dump: {os.strerror(code)}")
+                    return count
+                if kind == self.family:
+                    count += 1
 
     def send(self, cmds: bytes, payloads: Sequence[bytes], chunk: int = CHUNK
              ) -> tuple[int, int]:
@@ -140,14 +130,9 @@ class IpvsSocket:
         failed = 0
         while True:
             data = self._recv()
-            pos, end = 0, len(data)
-            while pos + 16 <= end:
-                length, kind, _flags, seq = _MSG.unpack_from(data, pos)
-                if length < 16:
-                    break
+            for pos, _length, kind, seq in messages(data):
                 if kind == NLMSG_ERROR and first <= seq <= last:
-                    if _ERR.unpack_from(data, pos + 16)[0]:
+                    if error_code(data, pos):
                         failed += 1
                     if seq == last:
                         return failed
-                pos += (length + 3) & ~3

@@ -30,20 +30,26 @@ from .model import (
     Timeouts,
     canonical_flags,
 )
+from .nlmsg import (  # noqa: F401  (re-exported: the netlink framing lives in ipvs.nlmsg)
+    CTRL_ATTR_FAMILY_ID,
+    CTRL_ATTR_FAMILY_NAME,
+    CTRL_CMD_GETFAMILY,
+    GENL_ID_CTRL,
+    GENL_VERSION,
+    NETLINK_CAP_ACK,
+    NETLINK_GENERIC,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+    encode,
+)
 
 FAMILY = "IPVS"
-GENL_VERSION = 1
 FWD_MASK = 0x0007
 ALL_FLAGS_MASK = 0xFFFFFFFF
-
-NETLINK_GENERIC = 16
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10  # error messages without the echoed request
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLM_F_DUMP = 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
-CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 1, 2
 
 
 class Cmd(enum.IntEnum):
@@ -210,13 +216,3 @@ def daemon_state_attr(state: SyncState) -> bytes:
 
 def timeouts_attrs(timeouts: Timeouts) -> bytes:
     return nla_u32(4, timeouts.tcp) + nla_u32(5, timeouts.tcp_fin) + nla_u32(6, timeouts.udp)
-
-
-# ---------------------------------------------------------------- messages
-
-_HEADER = struct.Struct("=IHHIIBBH")  # nlmsghdr + genlmsghdr
-
-
-def encode(family: int, seq: int, cmd: int, payload: bytes, *,
-           flags: int = NLM_F_REQUEST | NLM_F_ACK, version: int = GENL_VERSION) -> bytes:
-    return _HEADER.pack(20 + len(payload), family, flags, seq, 0, cmd, version, 0) + payload

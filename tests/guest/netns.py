@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import secrets
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,6 +109,12 @@ class GuestNetns:
         finally:
             os.close(target)
             os.close(home)
+
+    def kill_processes(self) -> None:
+        """SIGKILL every process left in the namespace (a test's teardown)."""
+        for pid in sh("ip", "netns", "pids", self.name, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
 
     def delete(self) -> None:
         sh("ip", "netns", "del", self.name, check=False)

@@ -70,12 +70,7 @@ def iso_ns(ipvs_modules: tuple[str, ...]) -> Iterator[GuestNetns]:
                     "link set eth1 up", "addr add 10.66.0.1/24 dev eth0")
         yield ns
     finally:
-        for pid in subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True,
-                                  text=True).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        ns.kill_processes()
         ns.delete()
 
 

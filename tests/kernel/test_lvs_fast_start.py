@@ -112,12 +112,7 @@ def fs_ns(netns_factory: Any) -> Iterator[GuestNetns]:
     try:
         yield ns
     finally:
-        for pid in subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True,
-                                  text=True).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        ns.kill_processes()
 
 
 def saved(ns: GuestNetns) -> list[str]:
