@@ -142,12 +142,12 @@ def run_demo(rep: Reporter, opts: Options) -> DemoResult:
         loads.append(load)
         time.sleep(1.5)
         daemons[d1.name].kill()
-        topo.cut_link(d1)
-        killed = time.monotonic()
+        killed = time.monotonic()  # the takeover is timed from here, not after the cable
+        topo.cut_link(d1)  # (several `ip` runs: ~0.5 s in the slow test guest)
         rep.step(f"{d1.name} is gone; the client keeps sending a request every 50 ms")
-        result.takeover_seconds = wait_for(lambda: d2.name in topo.vip_holders(),
-                                           30 * opts.slow, f"{d2.name} to take the VIP over",
-                                           procs=[daemons[d2.name]], interval=0.05)
+        wait_for(lambda: d2.name in topo.vip_holders(), 30 * opts.slow,
+                 f"{d2.name} to take the VIP over", procs=[daemons[d2.name]], interval=0.05)
+        result.takeover_seconds = time.monotonic() - killed
         rep.step(f"{d2.name} holds the VIP {result.takeover_seconds:.2f} s after the kill")
         wait_for(lambda: any(a.ok and a.started > killed for a in load.answers),
                  30 * opts.slow, "the client to be answered again")
