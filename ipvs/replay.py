@@ -15,8 +15,10 @@ last of a datagram asks for an acknowledgement, the kernel answers failures only
 
 from __future__ import annotations
 
+# _socket, not socket: socket.py builds its enums at import (~0.1 s in the TCG guest, before the
+# table can go in); the C module has every call used here
+import _socket as socket
 import os
-import socket
 
 from .nlmsg import (
     NETLINK_CAP_ACK,

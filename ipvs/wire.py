@@ -15,9 +15,27 @@ import enum
 import functools
 import socket
 import struct
-from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 
+from .attrs import (  # noqa: F401  (re-exported: the attribute layouts live in ipvs.attrs)
+    ALL_FLAGS_MASK,
+    DEST,
+    DEST_FIELDS,
+    DEST_KEY,
+    DEST_KEY_FIELDS,
+    DEST_KEY_LEN,
+    DEST_LEN,
+    key_parts,
+    nested,
+    nla,
+    nla_be16,
+    nla_str,
+    nla_u8,
+    nla_u16,
+    nla_u32,
+    pack_netmask,
+    service_parts,
+)
 from .model import (
     SERVICE_FLAG_BITS,
     Address,
@@ -49,7 +67,6 @@ from .nlmsg import (  # noqa: F401  (re-exported: the netlink framing lives in i
 
 FAMILY = "IPVS"
 FWD_MASK = 0x0007
-ALL_FLAGS_MASK = 0xFFFFFFFF
 
 
 class Cmd(enum.IntEnum):
@@ -79,80 +96,22 @@ def pack_addr(addr: Address) -> bytes:
     return addr.packed.ljust(16, b"\0")
 
 
-def pack_netmask(af: int, prefix: int) -> bytes:
-    if af == socket.AF_INET6:
-        return struct.pack("=I", prefix)
-    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF if prefix else 0
-    return struct.pack("!I", mask)
-
-
-# ---------------------------------------------------------------- attributes
-
-
-def nla(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def nla_u8(kind: int, v: int) -> bytes:
-    return nla(kind, struct.pack("=B", v))
-
-
-def nla_u16(kind: int, v: int) -> bytes:
-    return nla(kind, struct.pack("=H", v))
-
-
-def nla_be16(kind: int, v: int) -> bytes:
-    return nla(kind, struct.pack(">H", v))
-
-
-def nla_u32(kind: int, v: int) -> bytes:
-    return nla(kind, struct.pack("=I", v))
-
-
-def nla_str(kind: int, v: str) -> bytes:
-    return nla(kind, v.encode() + b"\0")
-
-
-def nested(kind: int, parts: Sequence[bytes]) -> bytes:
-    return nla(kind, b"".join(parts))  # no NLA_F_NESTED, as pyroute2 (the kernel accepts both)
-
-
 def service_key_nla(key: ServiceKey) -> list[bytes]:
-    parts = [nla_u16(1, key.af)]
     if key.fwmark:
-        parts.append(nla_u32(5, key.fwmark))
-    else:
-        assert key.addr is not None and key.protocol is not None
-        parts += [nla_u16(2, int(key.protocol)), nla(3, pack_addr(key.addr)),
-                  nla_be16(4, key.port)]
-    return parts
+        return key_parts(key.af, 0, b"", 0, key.fwmark)
+    assert key.addr is not None and key.protocol is not None
+    return key_parts(key.af, int(key.protocol), key.addr.packed, key.port, 0)
 
 
 def service_nla(service: Service) -> list[bytes]:
     bits = 0
     for name in canonical_flags(service.flags):
         bits |= SERVICE_FLAG_BITS[name]
-    parts = [
-        *service_key_nla(service.key),
-        nla_str(6, service.scheduler),
-        nla(7, struct.pack("=II", bits, ALL_FLAGS_MASK)),
-        nla_u32(8, service.timeout),
-        nla(9, pack_netmask(service.key.af, service.netmask)),
-    ]
-    if service.pe_name:
-        parts.append(nla_str(11, service.pe_name))
-    return parts
+    return service_parts(service_key_nla(service.key), service.scheduler, bits,
+                         service.timeout, service.key.af, service.netmask, service.pe_name)
 
 
-# A whole destination in one pack (ports pre-swapped to network order): the attributes
-# ipvs.netlink.dest_attrs lists, in the same order, with the same padding, behind the header
-# of the nested IPVS_CMD_ATTR_DEST.
-DEST_FIELDS = "HH HHH2x HH16s HHH2x HHI HHI HHI HHI HHB3x HHH2x HHH2x"
-_DEST = struct.Struct("=" + DEST_FIELDS)
-DEST_KEY_FIELDS = "HH HHH2x HH16s HHH2x"
-_DEST_KEY = struct.Struct("=" + DEST_KEY_FIELDS)
-DEST_LEN, DEST_KEY_LEN = _DEST.size, _DEST_KEY.size
+_DEST, _DEST_KEY = DEST, DEST_KEY
 _HTONS = socket.htons
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 

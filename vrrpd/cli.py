@@ -10,17 +10,17 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import socket
 import sys
-from collections.abc import Sequence
+
+from vrrpd.fast_start import short_hostname
+
+TYPE_CHECKING = False  # the vrrpd script imports this module before the start-up replay
+if TYPE_CHECKING:  # (vrrpd.fast_start): argparse and typing are imported after it
+    import argparse
+    from collections.abc import Sequence
 
 DEFAULT_CONF = "/etc/keepalived/keepalived.conf"
-
-
-def short_hostname() -> str:
-    return socket.gethostname().split(".", 1)[0]
 
 
 def help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -35,10 +35,14 @@ def help_formatter(prog: str) -> argparse.HelpFormatter:
             columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):
             columns = 0
+    import argparse
+
     return argparse.HelpFormatter(prog, width=(columns or 80) - 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="vrrpd",
         description="keepalived-compatible VRRPv2 + LVS daemon",
@@ -91,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "config is parsed (default /var/cache/vrrpd)")
     p.add_argument("--no-cache", action="store_true",
                    help="vrrpd only: neither replay nor write the IPVS start cache")
+    p.add_argument("--no-fast-start", action="store_true",
+                   help="vrrpd only: program IPVS only after the whole config is parsed (no "
+                        "start cache replay, no early programming from a plain config)")
     return p
 
 

@@ -3,7 +3,7 @@
 Python in a slow guest needs seconds to import the daemon and parse a large config; the table
 the config wants at start (every service, every real server at its initial weight) is the
 same as last time unless something it depends on changed.  So the first thing ``python -m
-vrrpd`` does (:func:`early`, with only ``os``/``socket``/``struct``/``hashlib``/``marshal``
+vrrpd`` does (:func:`early`, with only ``os``/``_socket``/``struct``/``marshal``
 imported) is:
 
 1. look at argv (``-f``, ``-i``, ``-C``/``-P``, ``--cache-dir``, ``--no-cache``; any option it
@@ -14,7 +14,10 @@ imported) is:
    the table, the config id, the sha256 of every file the config read and the match list of
    every include pattern it used (:mod:`vrrpd.config.inputs`);
 3. when the kernel table has no service at all, send the cached generic-netlink requests
-   (:class:`ipvs.replay.IpvsSocket`).
+   (:class:`ipvs.replay.IpvsSocket`);
+4. with no usable cache (the first start of a config, or the first after an edit), send
+   instead the requests :mod:`vrrpd.lvs_direct` reads from the config text, when the config
+   is plain enough for it to be sure (outcome ``direct``).
 
 Then the normal start goes on: ``LvsRunner`` dumps the table and finds its services there
 (nothing to send); anything that differs is repaired by its reconciler, so a wrong cache never
@@ -22,7 +25,9 @@ outlives one start.  Every failure here is silent: the outcome is kept in :data:
 logged by the LVS runner (``lvs_fast_start``).  The cache is written by
 :mod:`vrrpd.lvs_cache` after a start that programmed the whole table.
 
-No CLI option other than the config's content changes the table at start (``-I`` and
+``--no-fast-start`` turns both off (the table is programmed after the full parse);
+``--no-cache`` only the cache.  No CLI option other than the config's content changes the
+table at start (``-I`` and
 ``--drain-timeout`` matter at stop and later), so the key holds none.  With isolation (VRRP
 and virtual servers in one config) the supervising parent replays, before it parses, and
 hands the outcome to its ``-C`` child in :data:`ENV_OUTCOME`.
@@ -30,7 +35,6 @@ hands the outcome to its ``-C`` child in :data:`ENV_OUTCOME`.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import stat
@@ -63,12 +67,22 @@ _FLAG = {  # options without a value -> the name we keep (None: ignored)
     "--single-process": "single", "-C": "check", "--check": "check", "-P": "vrrp",
     "--vrrp": "vrrp", "-t": "other", "--config-test": "other", "--dump-config": "other",
     "--list-ipvs": "other", "-h": "other", "--help": "other", "--no-cache": "no_cache",
+    "--no-fast-start": "no_fast_start",
 }
 _SOURCES = (  # the modules whose code decides the cached bytes
     "vrrpd/__init__.py", "vrrpd/fast_start.py", "vrrpd/lvs_cache.py", "vrrpd/lvs.py",
     "vrrpd/lvs_desired.py", "ipvs/model.py", "ipvs/wire.py", "ipvs/batch.py",
     "ipvs/reconcile.py", "ipvs/replay.py",
 )
+
+
+def fnv1a64(text: str) -> int:
+    """FNV-1a of ``text``: the cache file's name (not hashlib: see :func:`source_digest`).  A
+    collision only costs a replay, as the file's key names the config and id it is for."""
+    h = 0xCBF29CE484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
 
 
 class CacheSettings:
@@ -84,8 +98,8 @@ class CacheSettings:
         return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
 
     def cache_file(self) -> str:
-        name = hashlib.sha256(f"{self.config}\0{self.config_id}".encode()).hexdigest()[:24]
-        return os.path.join(self.cache_dir, f"ipvs-{name}.marshal")
+        name = fnv1a64(self.config + "\0" + self.config_id)
+        return os.path.join(self.cache_dir, f"ipvs-{name:016x}.marshal")
 
 
 STATE: CacheSettings | None = None  # this process runs (or supervises) LVS with these
@@ -127,9 +141,7 @@ def look(argv: Sequence[str]) -> dict[str, str] | None:
 
 
 def short_hostname() -> str:
-    import socket
-
-    return socket.gethostname().split(".", 1)[0]
+    return os.uname().nodename.split(".", 1)[0]  # gethostname(), without importing socket
 
 
 def settings_from(found: dict[str, str]) -> CacheSettings:
@@ -149,6 +161,8 @@ def source_digest() -> str:
         names = sorted(f"vrrpd/config/{n}" for n in os.listdir(config_dir) if n.endswith(".py"))
     except OSError:
         names = []
+    import hashlib  # only when a cache file exists: loading OpenSSL costs 0.1 s in the guest
+
     h = hashlib.sha256()
     for rel in (*_SOURCES, *names):
         try:
@@ -167,6 +181,8 @@ def base_key(settings: CacheSettings) -> dict[str, object]:
 
 
 def file_sha256(path: str) -> str:
+    import hashlib
+
     with open(path, "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest()
 
@@ -235,22 +251,45 @@ def read_cache(settings: CacheSettings) -> dict[str, object]:
 # ---------------------------------------------------------------- replay
 
 
-def replay(settings: CacheSettings, *, arm_undo: bool = False) -> dict[str, object]:
-    """Validate the cache and, into an empty table, send it.  Never raises (but
+def cached_requests(settings: CacheSettings) -> tuple[bytes, list[bytes], int]:
+    """The cached requests (commands, attributes, services), or :class:`Skip` saying why
+    not."""
+    cache = read_cache(settings)
+    check_key(cache.get("key"), settings)
+    payloads, cmds, services = cache["payloads"], cache["cmds"], cache.get("services", 0)
+    assert isinstance(payloads, list) and isinstance(cmds, bytes)
+    return cmds, payloads, services if isinstance(services, int) else 0
+
+
+def replay(settings: CacheSettings, *, arm_undo: bool = False,
+           direct: bool = True) -> dict[str, object]:
+    """Into an empty table, send the cached requests or, when the cache cannot be used and
+    ``direct``, those :mod:`vrrpd.lvs_direct` reads from a plain config.  Never raises (but
     KeyboardInterrupt/SystemExit).  ``arm_undo``: see :func:`undo_on_signal`."""
     started = time.monotonic()
+    outcome: dict[str, object] = {}
     try:
-        cache = read_cache(settings)
-        check_key(cache.get("key"), settings)
         from ipvs.replay import IpvsSocket
 
-        payloads = cache["payloads"]
-        cmds = cache["cmds"]
-        assert isinstance(payloads, list) and isinstance(cmds, bytes)
         with IpvsSocket() as ipvs:
             present = ipvs.service_count()
             if present:
                 raise Skip(f"table_not_empty:{present}")
+            try:
+                if not settings.enabled:
+                    raise Skip("disabled")
+                cmds, payloads, services = cached_requests(settings)
+                outcome["result"] = "replayed"
+            except Skip as exc:
+                if not direct:
+                    raise
+                from vrrpd.lvs_direct import requests_of
+
+                got = requests_of(settings.config)
+                if isinstance(got, str):
+                    raise Skip(f"{exc}, direct:{got}") from None
+                cmds, payloads, services = got
+                outcome.update(result="direct", cache=str(exc))
             if arm_undo:  # before the first request: a signal now must not leave it behind
                 undo_on_signal(cmds, payloads)
             sent, failed = ipvs.send(cmds, payloads)
@@ -260,8 +299,7 @@ def replay(settings: CacheSettings, *, arm_undo: bool = False) -> dict[str, obje
     except Exception as exc:  # no IPVS, no permission, a timeout: the normal path programs
         return {"result": "skipped", "reason": f"error:{type(exc).__name__}: {exc}",
                 "seconds": round(time.monotonic() - started, 3)}
-    return {"result": "replayed", "requests": sent, "failed": failed,
-            "services": cache.get("services", 0),
+    return {**outcome, "requests": sent, "failed": failed, "services": services,
             "seconds": round(time.monotonic() - started, 3)}
 
 
@@ -329,7 +367,7 @@ def early(argv: Sequence[str]) -> None:
     if inherited is not None and os.environ.get(ENV_ROLE) == "check":
         OUTCOME = {**_decode(inherited), "by": "supervisor"}
         return
-    if not settings.enabled:
+    if "no_fast_start" in found:
         OUTCOME = {"result": "skipped", "reason": "disabled"}
         return
     # with -I the operator keeps the table at stop: then a stop during start-up keeps it too

@@ -1,7 +1,8 @@
 """Write the IPVS start cache that :mod:`vrrpd.fast_start` replays at the next cold start.
 
 After the LVS runner's first sync programmed the whole table into a kernel table that held none
-of its services, :func:`after_initial_sync` stores the generic-netlink requests (command +
+of its services (or found it exactly as :mod:`vrrpd.lvs_direct` programmed it just before),
+:func:`after_initial_sync` stores the generic-netlink requests (command +
 attributes, no netlink header: family id and sequence numbers are the replaying socket's)
 that build the table the config wants at start, computed from that desired state with the
 batch sender's own encoder (:func:`ipvs.batch.op_payload` over :func:`ipvs.reconcile.plan`
@@ -99,7 +100,9 @@ def why_not(runner: Any, result: Any) -> str | None:
     if result.error is not None or result.failed:
         return "sync_failed"
     added = sum(isinstance(o, AddService) for o in result.ops)
-    if not added or added != len(runner.owned):
+    direct = fast_start.OUTCOME is not None and fast_start.OUTCOME.get("result") == "direct" \
+        and not fast_start.OUTCOME.get("failed") and not result.ops
+    if not direct and (not added or added != len(runner.owned)):
         return "table_not_empty"  # adopted services: not a cold start (or a replay worked)
     if runner.config.global_defs.lvs_flush:
         return "lvs_flush"  # the table is flushed at start: a replay would be undone
@@ -115,6 +118,12 @@ def after_initial_sync(runner: Any, result: Any) -> None:
     """Called by ``LvsRunner`` right after its first sync (checkers not started: the desired
     state is the initial one).  Never raises."""
     log_outcome()
+    outcome = fast_start.OUTCOME or {}
+    if outcome.get("result") in ("direct", "replayed") and result.ops:
+        # the early requests and the full reader disagree (or the table changed meanwhile):
+        # the sync just repaired it; a difference from lvs_direct is a bug worth reporting
+        log.warning("lvs_fast_start_mismatch", how=outcome["result"], ops=len(result.ops),
+                    first=repr(result.ops[0]))
     try:
         reason = why_not(runner, result)
         if reason is not None:

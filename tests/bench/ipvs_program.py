@@ -5,9 +5,11 @@
 Same config for both (N virtual servers x M real servers, DR, no checkers), same guest, same
 fresh namespace each.  Figures:
 - cold: process launch -> every destination in the kernel table (polled in /proc/net/ip_vs):
-  keepalived -C, the real ``vrrpd -C`` daemon twice (first with a fresh, empty
-  ``--cache-dir``: it parses and programs, then writes the IPVS start cache; then again with
-  that warm cache, which it replays before parsing: ``vrrpd.fast_start``), and a bare process
+  keepalived -C, the real ``vrrpd -C`` daemon three times (first with a fresh, empty
+  ``--cache-dir``: it programs from the config text before the full parse (``vrrpd.lvs_direct``)
+  and writes the IPVS start cache; then again with that warm cache, which it replays before
+  parsing: ``vrrpd.fast_start``; then with ``--no-fast-start``: parse, compile, then program),
+  and a bare process
   running ``LvsRunner`` (imports + config load + ``start()``; its in-process ``start()`` time
   is printed too),
 - one change: the weight of one real server changed in the config -> visible in the kernel
@@ -113,9 +115,10 @@ def bench_keepalived(conf: Path, conf2: Path, n: int, m: int, tmp: Path) -> dict
 
 
 def bench_vrrpd_daemon(conf: Path, n: int, m: int, tmp: Path, cache: Path,
-                       prefix: str = "daemon") -> dict[str, float]:
+                       prefix: str = "daemon", extra: tuple[str, ...] = ()) -> dict[str, float]:
     """The real daemon, as an operator runs it: ``vrrpd -C -n -f CONF`` (keepalived's -C),
-    with its IPVS start cache in ``cache``.  Keys start with ``prefix``."""
+    with its IPVS start cache in ``cache`` and ``extra`` options.  Keys start with
+    ``prefix``."""
     log_path = tmp / f"{prefix}.log"
     ctl = tmp / "vrrpd.ctl"
     ctl.unlink(missing_ok=True)
@@ -124,7 +127,8 @@ def bench_vrrpd_daemon(conf: Path, n: int, m: int, tmp: Path, cache: Path,
         proc = subprocess.Popen([sys.executable, "-m", "vrrpd", "-C", "-n", "-f", str(conf),
                                  "--control-socket", str(ctl),
                                  "--cache-dir", str(cache),
-                                 "--log-format", "json", "-p", str(tmp / "vrrpd.pid")],
+                                 "--log-format", "json", "-p", str(tmp / "vrrpd.pid"),
+                                 *extra],
                                 stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
     try:
         t1 = wait_for(lambda: proc_table()[:2] == (n, n * m))
@@ -155,9 +159,12 @@ def bench_vrrpd_daemon(conf: Path, n: int, m: int, tmp: Path, cache: Path,
             at = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
             out[f"{prefix}_{event}_at"] = at - wall0
         if event == "lvs_fast_start":  # what the start-up replay did (vrrpd.fast_start)
-            out[f"{prefix}_replayed"] = float(entry.get("requests", 0)
-                                              if entry.get("result") == "replayed" else -1)
+            for how in ("replayed", "direct"):
+                out[f"{prefix}_{how}"] = float(entry.get("requests", 0)
+                                               if entry.get("result") == how else -1)
             out[f"{prefix}_replay_s"] = float(entry.get("seconds", 0.0))
+        if event == "lvs_fast_start_mismatch":
+            out[f"{prefix}_mismatch_ops"] = float(entry.get("ops", 0))
         if event == "lvs_fast_start_cache" and entry.get("written"):
             out[f"{prefix}_cache_write_s"] = float(entry.get("seconds", 0.0))
     return out
@@ -183,12 +190,18 @@ def fresh_namespace() -> Iterator[None]:
 
 def bench_vrrpd(conf: Path, conf2: Path, n: int, m: int, tmp: Path) -> dict[str, float]:
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=tmp))  # fresh and empty: no cache
-    daemon = bench_vrrpd_daemon(conf, n, m, tmp, cache)  # programs, then writes the cache
+    # no cache: programs from the config text (vrrpd.lvs_direct), then writes the cache
+    daemon = bench_vrrpd_daemon(conf, n, m, tmp, cache)
     # replays it: in a fresh namespace, as keepalived's and the no-cache run (a boot), since
     # right after a stop the kernel keeps the deleted destinations on its trash list for a
     # while and every add searches that list (10,000 adds -> O(n^2) in the kernel)
     with fresh_namespace():
         daemon.update(bench_vrrpd_daemon(conf, n, m, tmp, cache, "daemon_warm"))
+    # neither: the table is programmed after the whole config is parsed and compiled
+    with fresh_namespace():
+        daemon.update(bench_vrrpd_daemon(
+            conf, n, m, tmp, Path(tempfile.mkdtemp(prefix="cache-", dir=tmp)), "daemon_full",
+            ("--no-fast-start",)))
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, __file__, "--vrrpd-run", str(conf), str(conf2)],
                             stdout=subprocess.PIPE, text=True)
@@ -298,6 +311,7 @@ def host_main(services: int, dests: int, repeat: int) -> int:
     print(f"{'':46}{'keepalived':>12}{'vrrpd':>12}{'ratio':>8}")
     rows = [("cold: vrrpd -C daemon, no cache (empty dir)", "cold", "daemon_cold"),
             ("cold: vrrpd -C daemon, warm cache (replay)", "cold", "daemon_warm_cold"),
+            ("cold: vrrpd -C daemon, --no-fast-start", "cold", "daemon_full_cold"),
             ("cold: LvsRunner process", "cold", "cold"),
             ("reload, one RS changed: parse+apply", "change", "change"),
             ("stop: vrrpd -C daemon (SIGTERM)", "stop", "daemon_stop"),
@@ -322,6 +336,12 @@ def host_main(services: int, dests: int, repeat: int) -> int:
     if "daemon_cache_write_s" in vd:
         print(f"vrrpd -C no-cache start: writing the cache took {vd['daemon_cache_write_s']:.3f}s "
               f"(after the table was programmed)")
+    if "daemon_direct" in vd:
+        print(f"vrrpd -C no cache: {vd['daemon_direct']:.0f} requests read from the config text "
+              f"and sent in {vd['daemon_replay_s']:.3f}s before the full parse (-1 = not "
+              f"direct); config loaded at {vd.get('daemon_starting_at', float('nan')):.3f}s")
+    if any("daemon_mismatch_ops" in r or "daemon_warm_mismatch_ops" in r for r in data["vrrpd"]):
+        print("vrrpd: the first sync after an early programming had to repair (mismatch)")
     if "daemon_warm_replayed" in vd:
         print(f"vrrpd -C warm cache: {vd['daemon_warm_replayed']:.0f} requests replayed in "
               f"{vd['daemon_warm_replay_s']:.3f}s before the config was parsed "

@@ -1,7 +1,10 @@
 """The IPVS start cache against the real kernel (QEMU guest): ``vrrpd -C`` writes it after a cold
 start, the next cold start replays it before parsing (the daemon then adopts everything with no
 request), a stale cache (edited config) or a non-empty table (a foreign service) is not
-replayed.  ipvsadm is the independent reader; the daemon's JSON log says what happened."""
+replayed.  With no cache, a plain config is programmed from its text before the parse
+(``vrrpd.lvs_direct``): the same table as the full path, adopted with no request.  ipvsadm is
+the independent reader; the daemon's JSON log says what happened.  The configs here include
+files (which the direct reader leaves to the full path) unless ``plain``."""
 
 from __future__ import annotations
 
@@ -34,13 +37,17 @@ def vs_block(i: int, weight_of: dict[tuple[int, int], int]) -> str:
     return "\n".join([*lines, "}", ""])
 
 
-def write_config(root: Path, weight_of: dict[tuple[int, int], int] | None = None) -> Path:
-    """Half the virtual servers in the main file, half in conf.d/*.conf (one per file)."""
+def write_config(root: Path, weight_of: dict[tuple[int, int], int] | None = None,
+                 plain: bool = False) -> Path:
+    """Half the virtual servers in the main file, half in conf.d/*.conf (one per file); all
+    in the main file when ``plain``."""
     weights = weight_of or {}
     (root / "conf.d").mkdir(exist_ok=True)
-    main = ["global_defs {\n    router_id fast-start\n}\n", "include conf.d/*.conf\n"]
+    main = ["global_defs {\n    router_id fast-start\n}\n"]
+    if not plain:
+        main.append("include conf.d/*.conf\n")
     for i in range(SERVICES):
-        if i % 2:
+        if i % 2 and not plain:
             (root / "conf.d" / f"vs{i:02d}.conf").write_text(vs_block(i, weights))
         else:
             main.append(vs_block(i, weights))
@@ -139,7 +146,7 @@ def test_cold_start_writes_then_replays_the_table(fs_ns: GuestNetns, tmp_path: P
     requests = SERVICES * (1 + DESTS)
 
     first, table = run_once(fs_ns, conf, cache, tmp_path / "1.log")
-    assert first.event("lvs_fast_start")["reason"] == "no_cache"
+    assert first.event("lvs_fast_start")["reason"] == "no_cache, direct:include"
     assert first.event("lvs_started")["ops"] == requests
     written = first.event("lvs_fast_start_cache")
     assert written["written"] is True and written["requests"] == requests, written
@@ -163,7 +170,8 @@ def test_cold_start_writes_then_replays_the_table(fs_ns: GuestNetns, tmp_path: P
     third, edited = run_once(fs_ns, conf, cache, tmp_path / "3.log")
     outcome = third.event("lvs_fast_start")
     assert outcome["result"] == "skipped", outcome
-    assert outcome["reason"] == f"stale_key:file {tmp_path / 'conf.d' / 'vs03.conf'}", outcome
+    assert outcome["reason"] == (f"stale_key:file {tmp_path / 'conf.d' / 'vs03.conf'}, "
+                                 f"direct:include"), outcome
     assert third.event("lvs_started")["adopted"] == 0
     assert "-a -t 10.70.0.4:80 -r 10.71.3.3:80 -g -w 9" in edited
     assert "-a -t 10.70.0.4:80 -r 10.71.3.3:80 -g -w 3" not in edited
@@ -198,7 +206,7 @@ def test_no_cache_option_neither_replays_nor_writes(fs_ns: GuestNetns, tmp_path:
     d = Daemon(fs_ns, conf, cache, tmp_path / "2.log", "-C", "--no-cache")
     try:
         d.wait_started()
-        assert d.event("lvs_fast_start")["reason"] == "disabled"
+        assert d.event("lvs_fast_start")["reason"] == "disabled, direct:include"
         assert d.event("lvs_started")["adopted"] == 0
     finally:
         d.stop()
@@ -239,13 +247,42 @@ def test_supervisor_replays_before_parsing_and_its_check_child_adopts(
     assert replayed == table
 
 
-def test_sigterm_between_replay_and_daemon_start_leaves_no_table(
+def test_plain_config_without_cache_is_programmed_before_the_parse(
         fs_ns: GuestNetns, tmp_path: Path) -> None:
-    """The replay fills the table seconds before the daemon has parsed its config and set up
-    its signal handling; a SIGTERM in between must not leave the table behind."""
-    conf, cache = write_config(tmp_path), tmp_path / "cache"
+    conf, cache = write_config(tmp_path, {(5, 1): 0}, plain=True), tmp_path / "cache"
     requests = SERVICES * (1 + DESTS)
-    run_once(fs_ns, conf, cache, tmp_path / "1.log")  # writes the cache
+
+    full, table = run_once(fs_ns, conf, cache, tmp_path / "1.log", expect_cache=False,
+                           args=("-C", "--no-fast-start", "--no-cache"))
+    assert full.event("lvs_started")["ops"] == requests
+    assert len(table) == requests and "-a -t 10.70.0.6:80 -r 10.71.5.2:80 -g -w 0" in table
+
+    first, direct = run_once(fs_ns, conf, cache, tmp_path / "2.log")
+    outcome = first.event("lvs_fast_start")
+    assert outcome["result"] == "direct" and outcome["cache"] == "no_cache", outcome
+    assert outcome["requests"] == requests and outcome["failed"] == 0, outcome
+    started = first.event("lvs_started")  # the full reader wants exactly what was sent
+    assert started["adopted"] == SERVICES and started["ops"] == 0, started
+    assert not first.events("lvs_fast_start_mismatch")
+    assert direct == table
+    assert first.event("lvs_fast_start_cache")["written"] is True  # for the next start
+    assert saved(fs_ns) == []
+
+    second, replayed = run_once(fs_ns, conf, cache, tmp_path / "3.log", expect_cache=False)
+    assert second.event("lvs_fast_start")["result"] == "replayed"
+    assert replayed == table
+
+
+@pytest.mark.parametrize("early", ["replayed", "direct"])
+def test_sigterm_between_early_programming_and_daemon_start_leaves_no_table(
+        fs_ns: GuestNetns, tmp_path: Path, early: str) -> None:
+    """The replay (or the direct programming) fills the table seconds before the daemon has
+    parsed its config and set up its signal handling; a SIGTERM in between must not leave the
+    table behind."""
+    conf, cache = write_config(tmp_path, plain=early == "direct"), tmp_path / "cache"
+    requests = SERVICES * (1 + DESTS)
+    if early == "replayed":
+        run_once(fs_ns, conf, cache, tmp_path / "1.log")  # writes the cache
     d = Daemon(fs_ns, conf, cache, tmp_path / "2.log")
     try:
         deadline = time.monotonic() + START_BOUND
@@ -261,5 +298,6 @@ def test_sigterm_between_replay_and_daemon_start_leaves_no_table(
     # imports + config parse take seconds in the guest: the daemon's own handler is not up
     # yet, so this is the start-up handler (killed by the signal, as before, table removed)
     assert not d.events("lvs_started"), d.tail()
+    assert not d.events("lvs_fast_start")  # logged once the daemon runs: it never did
     assert rc == -signal.SIGTERM, (rc, d.tail())
     assert saved(fs_ns) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -260,8 +261,9 @@ def test_outcome_handed_to_the_check_child(monkeypatch: pytest.MonkeyPatch) -> N
     assert fast_start.ENV_OUTCOME not in os.environ
 
 
-def test_early_skips_quietly_without_a_cache(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_early_skips_quietly_without_ipvs(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """This host's kernel has no IPVS: the outcome says so, and nothing raises."""
     monkeypatch.delenv(fast_start.ENV_OUTCOME, raising=False)
     monkeypatch.setattr(fast_start, "_looked", False)
     monkeypatch.setattr(fast_start, "STATE", None)
@@ -269,8 +271,115 @@ def test_early_skips_quietly_without_a_cache(tmp_path: Path,
     fast_start.early(["-f", str(tmp_path / "k.conf"), "-C", "--cache-dir", str(tmp_path)])
     assert fast_start.OUTCOME is not None
     assert fast_start.OUTCOME["result"] == "skipped"
-    assert fast_start.OUTCOME["reason"] == "no_cache"
+    assert str(fast_start.OUTCOME["reason"]).startswith("error:")
+    assert "IPVS" in str(fast_start.OUTCOME["reason"])
     assert fast_start.STATE is not None and fast_start.STATE.cache_dir == str(tmp_path)
+
+
+class RecordingIpvs:
+    """ipvs.replay.IpvsSocket's interface over a recorded table (this host has no IPVS)."""
+
+    services: ClassVar[int] = 0
+    sent: ClassVar[list[tuple[bytes, list[bytes]]]] = []
+
+    def __enter__(self) -> RecordingIpvs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def service_count(self) -> int:
+        return self.services
+
+    def send(self, cmds: bytes, payloads: list[bytes]) -> tuple[int, int]:
+        self.sent.append((cmds, list(payloads)))
+        return len(payloads), 0
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> type[RecordingIpvs]:
+    import ipvs.replay
+
+    class Ipvs(RecordingIpvs):
+        sent: ClassVar[list[tuple[bytes, list[bytes]]]] = []
+
+    monkeypatch.setattr(ipvs.replay, "IpvsSocket", Ipvs)
+    monkeypatch.delenv(fast_start.ENV_OUTCOME, raising=False)
+    monkeypatch.setattr(fast_start, "_looked", False)
+    monkeypatch.setattr(fast_start, "STATE", None)
+    monkeypatch.setattr(fast_start, "OUTCOME", None)
+    return Ipvs
+
+
+PLAIN = """virtual_server 10.9.0.1 80 {
+    protocol TCP
+    lb_kind DR
+    real_server 10.9.1.1 80 { weight 2 }
+}
+"""
+
+
+def test_no_cache_plain_config_is_programmed_directly(tmp_path: Path,
+                                                      recording: type[RecordingIpvs]) -> None:
+    from vrrpd.lvs_direct import requests_of
+
+    conf = tmp_path / "k.conf"
+    conf.write_text(PLAIN)
+    fast_start.early(["-f", str(conf), "-C", "--cache-dir", str(tmp_path / "c")])
+    outcome = fast_start.OUTCOME
+    assert outcome is not None and outcome["result"] == "direct", outcome
+    assert outcome["cache"] == "no_cache" and outcome["requests"] == 2
+    direct = requests_of(str(conf))
+    assert not isinstance(direct, str)
+    assert recording.sent == [(direct[0], direct[1])]
+
+
+def test_no_cache_option_still_programs_directly(tmp_path: Path,
+                                                 recording: type[RecordingIpvs]) -> None:
+    conf = tmp_path / "k.conf"
+    conf.write_text(PLAIN)
+    fast_start.early(["-f", str(conf), "-C", "--no-cache"])
+    assert fast_start.OUTCOME is not None and fast_start.OUTCOME["result"] == "direct"
+    assert fast_start.OUTCOME["cache"] == "disabled" and len(recording.sent) == 1
+
+
+def test_config_the_direct_reader_refuses_sends_nothing(tmp_path: Path,
+                                                        recording: type[RecordingIpvs]) -> None:
+    conf = tmp_path / "k.conf"
+    conf.write_text("include /etc/other.conf\n" + PLAIN)
+    fast_start.early(["-f", str(conf), "-C", "--cache-dir", str(tmp_path / "c")])
+    assert fast_start.OUTCOME is not None
+    assert fast_start.OUTCOME["result"] == "skipped"
+    assert fast_start.OUTCOME["reason"] == "no_cache, direct:include"
+    assert recording.sent == []
+
+
+def test_table_not_empty_sends_nothing(tmp_path: Path, recording: type[RecordingIpvs]) -> None:
+    conf = tmp_path / "k.conf"
+    conf.write_text(PLAIN)
+    recording.services = 3
+    fast_start.early(["-f", str(conf), "-C", "--cache-dir", str(tmp_path / "c")])
+    assert fast_start.OUTCOME is not None
+    assert fast_start.OUTCOME["reason"] == "table_not_empty:3" and recording.sent == []
+
+
+def test_no_fast_start_sends_nothing(tmp_path: Path, recording: type[RecordingIpvs]) -> None:
+    conf = tmp_path / "k.conf"
+    conf.write_text(PLAIN)
+    fast_start.early(["-f", str(conf), "-C", "--no-fast-start"])
+    assert fast_start.OUTCOME == {"result": "skipped", "reason": "disabled"}
+    assert recording.sent == []
+
+
+def test_outcome_of_a_direct_start_survives_the_hand_over(tmp_path: Path,
+                                                          recording: type[RecordingIpvs]) -> None:
+    conf = tmp_path / "k.conf"
+    conf.write_text(PLAIN)
+    fast_start.early(["-f", str(conf), "-C", "--cache-dir", str(tmp_path / "c")])
+    before = fast_start.OUTCOME
+    assert before is not None
+    assert fast_start._decode(fast_start.child_env()[fast_start.ENV_OUTCOME]) == {
+        k: (v if not isinstance(v, float) else str(v)) for k, v in before.items()}
 
 
 @pytest.mark.parametrize("argv", [["-t", "-f", "/x"], ["-P", "-f", "/x"], ["status"]])

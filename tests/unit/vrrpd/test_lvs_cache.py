@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from ipvs_fake_kernel import FakeKernel
+from structlog.testing import capture_logs
 
 from ipvs import replies
 from ipvs.batch import op_payload
@@ -178,6 +179,46 @@ async def test_start_that_adopts_writes_nothing(tmp_path: Path,
     assert not Path(settings.cache_file()).exists()
     assert lvs_cache.why_not(second, type("R", (), {"error": None, "failed": [], "ops": []})()
                              ) == "table_not_empty"
+
+
+async def test_start_after_a_direct_programming_writes_the_cache(
+        tmp_path: Path, settings: CacheSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lvs_direct filled the table before the parse (outcome "direct"): the first sync finds
+    every entry as wanted and the cache is written for the next start."""
+    _, config = loaded(tmp_path)
+    kernel = FakeKernel()
+    first = runner_for(config, kernel)
+    await first.start()
+    await first.stop(keep=True)
+    Path(settings.cache_file()).unlink()
+    monkeypatch.setattr(fast_start, "OUTCOME", {"result": "direct", "failed": 0})
+    monkeypatch.setattr(lvs_cache, "_logged", False)
+    second = runner_for(config, kernel)
+    await second.start()
+    await second.stop()
+    assert Path(settings.cache_file()).exists()
+
+
+async def test_direct_programming_that_differs_is_repaired_and_reported(
+        tmp_path: Path, settings: CacheSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, config = loaded(tmp_path)
+    kernel = FakeKernel()
+    first = runner_for(config, kernel)
+    await first.start()
+    await first.stop(keep=True)
+    key = next(iter(kernel.table))
+    del kernel.table[key]  # as if the early requests had missed a service
+    Path(settings.cache_file()).unlink()
+    monkeypatch.setattr(fast_start, "OUTCOME", {"result": "direct", "failed": 0})
+    monkeypatch.setattr(lvs_cache, "_logged", False)
+    with capture_logs() as logs:
+        second = runner_for(config, kernel)
+        await second.start()
+    await second.stop(keep=True)
+    assert key in kernel.table  # repaired by the first sync
+    warned = [e for e in logs if e["event"] == "lvs_fast_start_mismatch"]
+    assert len(warned) == 1 and warned[0]["how"] == "direct" and warned[0]["ops"] >= 1
+    assert not Path(settings.cache_file()).exists()  # not a table lvs_direct made
 
 
 async def test_lvs_flush_writes_nothing(tmp_path: Path, settings: CacheSettings) -> None:
