@@ -6,7 +6,7 @@ whole service, a whole destination.
 the model (dataclasses, enums, ``ipaddress``) is imported.  One layout for both, so the bytes
 cannot drift apart.  Attribute numbers and widths from the kernel's uapi ``linux/ip_vs.h``;
 ports big-endian, addresses 16-byte ``nf_inet_addr`` blobs, an IPv4 service netmask a
-big-endian mask, an IPv6 one a host-order prefix length.  Imports ``socket`` and ``struct``.
+big-endian mask, an IPv6 one a host-order prefix length.  Imports ``_socket`` and ``struct``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 ALL_FLAGS_MASK = 0xFFFFFFFF
+# the IPVS_CMD_* sent before the model is imported (ipvs.wire.Cmd has them all)
+IPVS_CMD_NEW_SERVICE, IPVS_CMD_DEL_SERVICE, IPVS_CMD_GET_SERVICE, IPVS_CMD_NEW_DEST = 1, 3, 4, 5
 _AF_INET6 = socket.AF_INET6
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import _socket as socket
 import os
 
+from .attrs import IPVS_CMD_GET_SERVICE
 from .nlmsg import (
     NETLINK_CAP_ACK,
     NETLINK_GENERIC,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "IpvsSocket"]
 
 CHUNK = 256  # requests per datagram, as ipvs.batch
-IPVS_CMD_GET_SERVICE = 4
 TIMEOUT = 10.0  # seconds without an answer: give up (the caller falls back)
 
 

@@ -17,9 +17,9 @@ import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
 
+from . import attrs
 from .attrs import (  # noqa: F401  (re-exported: the attribute layouts live in ipvs.attrs)
     ALL_FLAGS_MASK,
-    DEST,
     DEST_FIELDS,
     DEST_KEY,
     DEST_KEY_FIELDS,
@@ -72,11 +72,11 @@ FWD_MASK = 0x0007
 class Cmd(enum.IntEnum):
     """IPVS_CMD_*: all 17 commands (the kernel implements every one but SET_INFO)."""
 
-    NEW_SERVICE = 1
+    NEW_SERVICE = attrs.IPVS_CMD_NEW_SERVICE
     SET_SERVICE = 2
-    DEL_SERVICE = 3
-    GET_SERVICE = 4
-    NEW_DEST = 5
+    DEL_SERVICE = attrs.IPVS_CMD_DEL_SERVICE
+    GET_SERVICE = attrs.IPVS_CMD_GET_SERVICE
+    NEW_DEST = attrs.IPVS_CMD_NEW_DEST
     SET_DEST = 6
     DEL_DEST = 7
     GET_DEST = 8
@@ -111,31 +111,25 @@ def service_nla(service: Service) -> list[bytes]:
                          service.timeout, service.key.af, service.netmask, service.pe_name)
 
 
-_DEST, _DEST_KEY = DEST, DEST_KEY
-_HTONS = socket.htons
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 
 
 def dest_attr(dest: Destination) -> bytes:
-    """The nested IPVS_CMD_ATTR_DEST of a full destination (the hot path of bulk adds)."""
+    """The nested IPVS_CMD_ATTR_DEST of a full destination."""
     key = dest.key
     addr = key.addr
-    return _DEST.pack(
-        DEST_LEN, 2,
-        6, 11, dest.af or (_AF_INET6 if isinstance(addr, IPv6Address) else _AF_INET),
-        20, 1, addr.packed, 6, 2, _HTONS(key.port),
-        8, 3, dest.forward, 8, 4, dest.weight, 8, 5, dest.u_threshold,
-        8, 6, dest.l_threshold, 5, 13, dest.tun_type, 6, 14, _HTONS(dest.tun_port),
-        6, 15, dest.tun_flags,
-    )
+    return attrs.dest_attr(
+        dest.af or (_AF_INET6 if isinstance(addr, IPv6Address) else _AF_INET), addr.packed,
+        key.port, dest.forward, dest.weight, dest.u_threshold, dest.l_threshold, dest.tun_type,
+        dest.tun_port, dest.tun_flags)
 
 
 def dest_key_attr(key: DestKey) -> bytes:
     """The nested IPVS_CMD_ATTR_DEST naming a destination (delete)."""
     addr = key.addr
-    return _DEST_KEY.pack(
+    return DEST_KEY.pack(
         DEST_KEY_LEN, 2, 6, 11, _AF_INET6 if isinstance(addr, IPv6Address) else _AF_INET,
-        20, 1, addr.packed, 6, 2, _HTONS(key.port))
+        20, 1, addr.packed, 6, 2, socket.htons(key.port))
 
 
 @functools.lru_cache(maxsize=16)

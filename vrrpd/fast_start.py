@@ -41,6 +41,7 @@ import stat
 import sys
 import time
 
+from ipvs.attrs import IPVS_CMD_DEL_SERVICE, IPVS_CMD_NEW_SERVICE
 from vrrpd import __version__
 
 TYPE_CHECKING = False  # typing / collections.abc cost start-up time here
@@ -261,10 +262,9 @@ def cached_requests(settings: CacheSettings) -> tuple[bytes, list[bytes], int]:
     return cmds, payloads, services if isinstance(services, int) else 0
 
 
-def replay(settings: CacheSettings, *, arm_undo: bool = False,
-           direct: bool = True) -> dict[str, object]:
-    """Into an empty table, send the cached requests or, when the cache cannot be used and
-    ``direct``, those :mod:`vrrpd.lvs_direct` reads from a plain config.  Never raises (but
+def replay(settings: CacheSettings, *, arm_undo: bool = False) -> dict[str, object]:
+    """Into an empty table, send the cached requests or, when the cache cannot be used,
+    those :mod:`vrrpd.lvs_direct` reads from a plain config.  Never raises (but
     KeyboardInterrupt/SystemExit).  ``arm_undo``: see :func:`undo_on_signal`."""
     started = time.monotonic()
     outcome: dict[str, object] = {}
@@ -281,8 +281,6 @@ def replay(settings: CacheSettings, *, arm_undo: bool = False,
                 cmds, payloads, services = cached_requests(settings)
                 outcome["result"] = "replayed"
             except Skip as exc:
-                if not direct:
-                    raise
                 from vrrpd.lvs_direct import requests_of
 
                 got = requests_of(settings.config)
@@ -301,9 +299,6 @@ def replay(settings: CacheSettings, *, arm_undo: bool = False,
                 "seconds": round(time.monotonic() - started, 3)}
     return {**outcome, "requests": sent, "failed": failed, "services": services,
             "seconds": round(time.monotonic() - started, 3)}
-
-
-IPVS_CMD_NEW_SERVICE, IPVS_CMD_DEL_SERVICE = 1, 3
 
 
 def undo_on_signal(cmds: bytes, payloads: list[bytes]) -> None:

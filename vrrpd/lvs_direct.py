@@ -3,9 +3,9 @@ text, before the config reader is imported.
 
 In the slow test guest the daemon needs ~4 s to import its config reader and ~4 s to parse a
 1,000-service config before the first service can go in; keepalived has its table up by then.
-:func:`requests_of` reads the config's ``virtual_server`` blocks with nothing but ``_socket``
-and ``struct`` (no ``re``, no ``socket``: 0.3 s of imports there), and returns the requests
-that build the table the full reader will want at start (the bytes
+:func:`requests_of` reads the config's ``virtual_server`` blocks with nothing but ``_socket``,
+``struct`` and :mod:`vrrpd.config.words` (no ``re``, no ``socket``: 0.3 s of imports there),
+and returns the requests that build the table the full reader will want at start (the bytes
 :func:`vrrpd.lvs_cache.build_requests` makes from the compiled config, tested equal on every
 example config and on generated ones), or the reason it cannot.
 
@@ -23,9 +23,16 @@ from __future__ import annotations
 
 import _socket as socket  # not socket.py: its enums cost start-up time (ipvs.replay)
 import gc
-import struct
 
-from ipvs.attrs import DEST_FIELDS, DEST_LEN, key_parts, nested, service_parts
+from ipvs.attrs import (
+    IPVS_CMD_NEW_DEST,
+    IPVS_CMD_NEW_SERVICE,
+    dest_attr,
+    key_parts,
+    nested,
+    service_parts,
+)
+from vrrpd.config.words import INCLUDE_KEYWORDS, UnterminatedQuote, split_words, strip_comment
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,9 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["requests_of", "requests_of_text"]
 
-IPVS_CMD_NEW_SERVICE, IPVS_CMD_NEW_DEST = 1, 5
-INCLUDE_KEYWORDS = frozenset({"include", "includer", "includem", "includew", "includeb",
-                              "includea", "includet"})
 SCHEDULERS = frozenset({"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo",
                         "ovf", "mh", "twos"})
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
@@ -56,9 +60,6 @@ VS_NEUTRAL = _SHARED_NEUTRAL | {"ha_suspend", "omega", "quorum", "hysteresis", "
 RS_NEUTRAL = _SHARED_NEUTRAL | {"notify_up", "notify_down", "BFD_CHECK"}
 MAX_WEIGHT = 2**31 - 1
 _AF_INET, _inet_pton = socket.AF_INET, socket.inet_pton
-
-_WS = " \t\r\n\f\v"  # vrrpd.config.lexer's
-_STOP = _WS + '{}"'
 
 
 class NotSure(Exception):
@@ -89,44 +90,6 @@ def requests_of_text(text: str) -> tuple[bytes, list[bytes], int] | str:
 
 
 # ---------------------------------------------------------------- text -> blocks
-
-
-def strip_comment(text: str) -> str:
-    """Cut at the first ``#``/``!`` outside double quotes (keepalived 2.2.7's lexer)."""
-    quoted = False
-    for i, ch in enumerate(text):
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in "#!":
-            return text[:i]
-    return text
-
-
-def split_quoted(text: str) -> list[str]:
-    """The words of a comment-free line holding quotes, as the lexer's slow path splits them
-    (whitespace `` \\t\\r\\f\\v``, braces alone, a quoted token up to the next quote, kept
-    with its quotes)."""
-    toks: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch in _WS:
-            i += 1
-        elif ch in "{}":
-            toks.append(ch)
-            i += 1
-        elif ch == '"':
-            end = text.find('"', i + 1)
-            if end == -1:
-                raise NotSure("unterminated_quote")
-            toks.append(text[i:end + 1])
-            i = end + 1
-        else:
-            start = i
-            while i < n and text[i] not in _STOP:
-                i += 1
-            toks.append(text[start:i])
-    return toks
 
 
 def tree(text: str) -> list[Node]:
@@ -170,7 +133,10 @@ def tree(text: str) -> list[Node]:
             toks = raw.replace("{", " { ").replace("}", " } ").split()  # glued braces
         else:
             raw = strip_comment(raw)
-            toks = split_quoted(raw)
+            try:
+                toks = split_words(raw)
+            except UnterminatedQuote:
+                raise NotSure("unterminated_quote") from None
             if not toks:
                 continue
             if special:
@@ -360,15 +326,12 @@ def _virtual_server(node: Block) -> tuple[bytes, bytes, list[bytes]]:
     service = nested(1, service_parts(key, svc.scheduler, 1 if svc.timeout else 0, svc.timeout,
                                       af, 128 if af == socket.AF_INET6 else 32, ""))
     key_attr = nested(1, key)
-    pack = struct.Struct(f"={len(key_attr)}s{DEST_FIELDS}").pack
-    htons = socket.htons
     dests = []
     seen: set[tuple[bytes, int]] = set()
     for rs in servers:
         rs_addr, rs_port, forward, weight, upper, lower = _dest(rs, svc, port, seen)
-        dests.append(pack(key_attr, DEST_LEN, 2, 6, 11, af, 20, 1, rs_addr, 6, 2, htons(rs_port),
-                          8, 3, forward, 8, 4, weight, 8, 5, upper, 8, 6, lower,
-                          5, 13, 0, 6, 14, 0, 6, 15, 0))
+        dests.append(key_attr + dest_attr(af, rs_addr, rs_port, forward, weight, upper, lower,
+                                          0, 0, 0))
     return key_attr, service, dests
 
 

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from vrrpd.config.errors import Diagnostic, Position, Severity
 from vrrpd.config.fastnew import new_position, new_token
 from vrrpd.config.nodes import Token
+from vrrpd.config.words import BRACES, QUOTES, strip_comment  # noqa: F401  (re-exported)
+from vrrpd.config.words import WHITESPACE as _WS
 
-QUOTES = '"'
-BRACES = "{}"
 _SPECIAL = frozenset('"{}')
-_WS = " \t\r\n\f\v"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,29 +83,6 @@ def concat(parts: list[SrcText]) -> SrcText:
     first = parts[0] if parts else SrcText("", "<string>", 0)
     return SrcText("".join(p.text for p in parts), first.file, first.line, first.col,
                    tuple(origins))
-
-
-def strip_comment(text: str) -> str:
-    """Cut ``text`` at the first ``#``/``!`` outside quotes."""
-    if "#" not in text and "!" not in text:
-        return text
-    if '"' not in text:
-        cut = len(text)
-        for ch in "#!":
-            i = text.find(ch)
-            if i != -1 and i < cut:
-                cut = i
-        return text[:cut]
-    quote = ""
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in QUOTES:
-            quote = ch
-        elif ch in "#!":
-            return text[:i]
-    return text
 
 
 def indent_of(text: str) -> int:

@@ -22,14 +22,13 @@ from vrrpd.config.inputs import ConfigInputs
 from vrrpd.config.lexer import SrcText, concat, indent_of, strip_comment, tokenize
 from vrrpd.config.linegen import expand_braces, matching_paren, parse_lst, parse_seq
 from vrrpd.config.nodes import Token
+from vrrpd.config.words import INCLUDE_KEYWORDS
 
 _DEF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GEN_RE = re.compile(r"~(SEQx?|LST)\(")
 _PLAIN_RE = re.compile(r"[#!\"'$@~\\]")
 _WORD_RE = re.compile(r"[{}]|[^\s{}]+")
-INCLUDE_KEYWORDS = frozenset({"include", "includer", "includem", "includew", "includeb",
-                              "includea", "includet"})
 MAX_EXPANSION_DEPTH = 50
 MAX_GENERATED_LINES = 1_000_000
 # $NAME expansion can grow a line exponentially ($A=$B $B, $B=$C $C, ...): cap the length of

@@ -319,26 +319,30 @@ PLAIN = """virtual_server 10.9.0.1 80 {
 """
 
 
-def test_no_cache_plain_config_is_programmed_directly(tmp_path: Path,
-                                                      recording: type[RecordingIpvs]) -> None:
+@pytest.fixture
+def plain_conf(tmp_path: Path) -> Path:
+    """The config file, holding :data:`PLAIN`."""
+    path = tmp_path / "k.conf"
+    path.write_text(PLAIN)
+    return path
+
+
+def test_no_cache_plain_config_is_programmed_directly(
+        tmp_path: Path, recording: type[RecordingIpvs], plain_conf: Path) -> None:
     from vrrpd.lvs_direct import requests_of
 
-    conf = tmp_path / "k.conf"
-    conf.write_text(PLAIN)
-    fast_start.early(["-f", str(conf), "-C", "--cache-dir", str(tmp_path / "c")])
+    fast_start.early(["-f", str(plain_conf), "-C", "--cache-dir", str(tmp_path / "c")])
     outcome = fast_start.OUTCOME
     assert outcome is not None and outcome["result"] == "direct", outcome
     assert outcome["cache"] == "no_cache" and outcome["requests"] == 2
-    direct = requests_of(str(conf))
+    direct = requests_of(str(plain_conf))
     assert not isinstance(direct, str)
     assert recording.sent == [(direct[0], direct[1])]
 
 
-def test_no_cache_option_still_programs_directly(tmp_path: Path,
-                                                 recording: type[RecordingIpvs]) -> None:
-    conf = tmp_path / "k.conf"
-    conf.write_text(PLAIN)
-    fast_start.early(["-f", str(conf), "-C", "--no-cache"])
+def test_no_cache_option_still_programs_directly(recording: type[RecordingIpvs],
+                                                 plain_conf: Path) -> None:
+    fast_start.early(["-f", str(plain_conf), "-C", "--no-cache"])
     assert fast_start.OUTCOME is not None and fast_start.OUTCOME["result"] == "direct"
     assert fast_start.OUTCOME["cache"] == "disabled" and len(recording.sent) == 1
 
@@ -354,28 +358,23 @@ def test_config_the_direct_reader_refuses_sends_nothing(tmp_path: Path,
     assert recording.sent == []
 
 
-def test_table_not_empty_sends_nothing(tmp_path: Path, recording: type[RecordingIpvs]) -> None:
-    conf = tmp_path / "k.conf"
-    conf.write_text(PLAIN)
+def test_table_not_empty_sends_nothing(tmp_path: Path, recording: type[RecordingIpvs],
+                                       plain_conf: Path) -> None:
     recording.services = 3
-    fast_start.early(["-f", str(conf), "-C", "--cache-dir", str(tmp_path / "c")])
+    fast_start.early(["-f", str(plain_conf), "-C", "--cache-dir", str(tmp_path / "c")])
     assert fast_start.OUTCOME is not None
     assert fast_start.OUTCOME["reason"] == "table_not_empty:3" and recording.sent == []
 
 
-def test_no_fast_start_sends_nothing(tmp_path: Path, recording: type[RecordingIpvs]) -> None:
-    conf = tmp_path / "k.conf"
-    conf.write_text(PLAIN)
-    fast_start.early(["-f", str(conf), "-C", "--no-fast-start"])
+def test_no_fast_start_sends_nothing(recording: type[RecordingIpvs], plain_conf: Path) -> None:
+    fast_start.early(["-f", str(plain_conf), "-C", "--no-fast-start"])
     assert fast_start.OUTCOME == {"result": "skipped", "reason": "disabled"}
     assert recording.sent == []
 
 
-def test_outcome_of_a_direct_start_survives_the_hand_over(tmp_path: Path,
-                                                          recording: type[RecordingIpvs]) -> None:
-    conf = tmp_path / "k.conf"
-    conf.write_text(PLAIN)
-    fast_start.early(["-f", str(conf), "-C", "--cache-dir", str(tmp_path / "c")])
+def test_outcome_of_a_direct_start_survives_the_hand_over(
+        tmp_path: Path, recording: type[RecordingIpvs], plain_conf: Path) -> None:
+    fast_start.early(["-f", str(plain_conf), "-C", "--cache-dir", str(tmp_path / "c")])
     before = fast_start.OUTCOME
     assert before is not None
     assert fast_start._decode(fast_start.child_env()[fast_start.ENV_OUTCOME]) == {

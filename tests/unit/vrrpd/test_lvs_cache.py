@@ -165,14 +165,28 @@ async def test_cold_start_writes_the_cache(tmp_path: Path, settings: CacheSettin
         await r.stop()
 
 
-async def test_start_that_adopts_writes_nothing(tmp_path: Path,
-                                                settings: CacheSettings) -> None:
+async def table_kept_cache_removed(tmp_path: Path, settings: CacheSettings
+                                   ) -> tuple[object, FakeKernel]:
+    """A cold start (which wrote the cache) stopped with -I: its table stays in the kernel;
+    then the cache is removed.  Returns the config and that kernel."""
     _, config = loaded(tmp_path)
     kernel = FakeKernel()
     first = runner_for(config, kernel)
     await first.start()
     await first.stop(keep=True)
     Path(settings.cache_file()).unlink()
+    return config, kernel
+
+
+def as_if_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's start-up programmed the table from the config text (vrrpd.lvs_direct)."""
+    monkeypatch.setattr(fast_start, "OUTCOME", {"result": "direct", "failed": 0})
+    monkeypatch.setattr(lvs_cache, "_logged", False)
+
+
+async def test_start_that_adopts_writes_nothing(tmp_path: Path,
+                                                settings: CacheSettings) -> None:
+    config, kernel = await table_kept_cache_removed(tmp_path, settings)
     second = runner_for(config, kernel)  # the table is there: adopted, not a cold start
     await second.start()
     await second.stop()
@@ -185,14 +199,8 @@ async def test_start_after_a_direct_programming_writes_the_cache(
         tmp_path: Path, settings: CacheSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     """lvs_direct filled the table before the parse (outcome "direct"): the first sync finds
     every entry as wanted and the cache is written for the next start."""
-    _, config = loaded(tmp_path)
-    kernel = FakeKernel()
-    first = runner_for(config, kernel)
-    await first.start()
-    await first.stop(keep=True)
-    Path(settings.cache_file()).unlink()
-    monkeypatch.setattr(fast_start, "OUTCOME", {"result": "direct", "failed": 0})
-    monkeypatch.setattr(lvs_cache, "_logged", False)
+    config, kernel = await table_kept_cache_removed(tmp_path, settings)
+    as_if_direct(monkeypatch)
     second = runner_for(config, kernel)
     await second.start()
     await second.stop()
@@ -209,8 +217,7 @@ async def test_direct_programming_that_differs_is_repaired_and_reported(
     key = next(iter(kernel.table))
     del kernel.table[key]  # as if the early requests had missed a service
     Path(settings.cache_file()).unlink()
-    monkeypatch.setattr(fast_start, "OUTCOME", {"result": "direct", "failed": 0})
-    monkeypatch.setattr(lvs_cache, "_logged", False)
+    as_if_direct(monkeypatch)
     with capture_logs() as logs:
         second = runner_for(config, kernel)
         await second.start()

@@ -17,7 +17,7 @@ from vrrpd import lvs_direct
 from vrrpd.config.blocks_checkers import CHECKER_BLOCKS
 from vrrpd.config.blocks_lvs import REAL_SERVER, VIRTUAL_SERVER
 from vrrpd.config.loader import load_text
-from vrrpd.config.preprocess import INCLUDE_KEYWORDS
+from vrrpd.config.model_lvs import Protocol, Scheduler
 from vrrpd.lvs_cache import build_requests
 from vrrpd.lvs_desired import compile_config, desired
 
@@ -64,7 +64,8 @@ def test_every_keyword_of_the_full_reader_is_classified() -> None:
     assert set(REAL_SERVER.keywords) == (rs_handled | {"alpha"} | lvs_direct.RS_NEUTRAL
                                          | lvs_direct.CHECKERS)
     assert set(CHECKER_BLOCKS) == lvs_direct.CHECKERS
-    assert INCLUDE_KEYWORDS == lvs_direct.INCLUDE_KEYWORDS
+    assert {s.value for s in Scheduler} == lvs_direct.SCHEDULERS
+    assert set(lvs_direct.PROTOCOLS) == {p.value.lower() for p in Protocol}
 
 
 # ---------------------------------------------------------------- configs of the repository
